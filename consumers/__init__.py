@@ -1,0 +1,1 @@
+"""Gatewatch consumers: Kafka source -> scorers -> ClickHouse sink pipelines (the worker process)."""

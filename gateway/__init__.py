@@ -1,0 +1,1 @@
+"""Gatewatch gateway: OpenAI-compatible proxy with governance, redaction and event emission."""
