@@ -68,28 +68,51 @@ class TansuBroker:
         url = f"tcp://{self.host}:{self.port}"
         cmd = [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
                "--storage-engine", self.storage]
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        env = {**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn"), **(self.env or {})}
-        self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        if out is not subprocess.DEVNULL:
-            out.close()
+        env = {"RUST_LOG": os.environ.get("RUST_LOG", "warn"), **(self.env or {})}
+        self.proc = spawn(cmd, self.log_file, env)
         wait_port(self.host, self.port, timeout, self.proc)
         log.info("tansu broker on %s (%s)", self.bootstrap, self.storage)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, timeout)
 
     def __enter__(self) -> TansuBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _set_pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGTERM if the supervisor dies, so nothing is ever orphaned."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    except (OSError, AttributeError):
+        pass
+
+
+def spawn(cmd: list[str], log_file: Path | None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a supervised child: own session (Ctrl-C goes to the supervisor, which stops children in order),
+    output to a log file, terminated if the supervisor dies."""
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **(env or {})}, preexec_fn=_set_pdeathsig)
+    finally:
+        if out is not subprocess.DEVNULL:
+            out.close()
+
+
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

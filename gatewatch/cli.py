@@ -1,0 +1,211 @@
+"""The `gatewatch` command: the one composition root (up, gateway, worker, mock-upstream, migrate, keys, ...).
+
+Errors the user can fix are printed as one line (or one line per config error) with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from gatewatch.config import ConfigError, Settings, config_path, load_settings
+
+
+class CliError(Exception):
+    """A problem the user can fix: printed as one line, exit 2."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from gatewatch.runtime import install_uvloop
+    from gatewatch.up import run_up
+
+    settings = _settings(args)
+    install_uvloop()
+    asyncio.run(run_up(settings, config_path(path=args.config), with_worker=not args.no_worker))
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from gatewatch.runtime import install_uvloop, serve_gateway, stop_on_signals
+    from gateway.upstream.router import resolve_key_errors
+
+    settings = _settings(args)
+    errors = []
+    if not settings.kafka.bootstrap_servers:
+        errors.append("kafka.bootstrap_servers: not set (use `gatewatch up` for the embedded broker)")
+    if not settings.models:
+        errors.append("models: no model aliases configured (use `gatewatch up` for the mock upstream)")
+    errors += resolve_key_errors(settings.models)
+    if errors:
+        raise ConfigError(str(config_path(path=args.config)), errors)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        gw = settings.gateway
+        await serve_gateway(settings, stop, on_ready=lambda: print(f"gateway on http://{gw.host}:{gw.port}/v1",
+                                                                   flush=True))
+
+    install_uvloop()
+    asyncio.run(main())
+    return 0
+
+
+def cmd_mock(args: argparse.Namespace) -> int:
+    from gatewatch.mock_upstream import run_from_args
+
+    run_from_args(args)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    try:
+        import chdb  # noqa: F401  - chdb must be imported early, in the main thread
+        from consumers.worker import run_worker
+    except ImportError as exc:
+        raise CliError(f"the worker needs the consumers extra: pip install 'gatewatch[consumers]' ({exc})") from None
+    from gatewatch.runtime import install_uvloop
+
+    settings = _settings(args)
+    install_uvloop()
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    try:
+        from consumers.worker import migrate
+
+        from consumers.config import WorkerConfig
+    except ImportError as exc:
+        raise CliError(f"migrate needs the consumers extra: pip install 'gatewatch[consumers]' ({exc})") from None
+    settings = _settings(args)
+    dsn = args.dsn or WorkerConfig.from_settings(settings).warehouse_dsn
+    applied = migrate(dsn)
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none (up to date)'}")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from gateway.auth.keys import create_key, read_keys, revoke_key
+
+    settings = _settings(args)
+    path = settings.keys_file
+    if args.keys_cmd == "create":
+        expires = None
+        if args.expires:
+            try:
+                expires = datetime.fromisoformat(args.expires)
+            except ValueError:
+                raise CliError(f"--expires: not an ISO-8601 date/time: {args.expires!r}") from None
+        models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+        try:
+            secret, rec = create_key(path, args.tenant, args.name or "", models, expires)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        print(secret)
+        print(f"created {rec.id} for tenant {rec.tenant} (stored only as a hash in {path}; "
+              "this is the only time the key is shown)", file=sys.stderr)
+    elif args.keys_cmd == "list":
+        rows = read_keys(path)
+        print(f"{'ID':<18} {'TENANT':<16} {'STATUS':<9} {'CREATED':<26} NAME")
+        for r in rows:
+            status = "revoked" if r.disabled else ("expired" if r.usable() else "active")
+            print(f"{r.id:<18} {r.tenant:<16} {status:<9} {r.created_at:<26} {r.name}")
+    elif args.keys_cmd == "revoke":
+        try:
+            rec = revoke_key(path, args.key_id)
+        except KeyError as exc:
+            raise CliError(str(exc.args[0])) from None
+        print(f"revoked {rec.id} (tenant {rec.tenant})")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.config_cmd == "show":
+        import yaml
+
+        print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
+    else:
+        print(f"{config_path(path=args.config)}: OK")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import runpy
+
+    script = Path(__file__).resolve().parent.parent / "bench" / f"{args.what}.py"
+    if not script.exists():
+        raise CliError(f"benchmark script {script} not found (run from a source checkout)")
+    sys.argv = [str(script), *args.rest]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gatewatch", description="Open LLM gateway with streaming observability.")
+    p.add_argument("--config", "-c", default=None, help="config file (default $GATEWATCH_CONFIG or ./gatewatch.yaml)")
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    up = sub.add_parser("up", help="run the embedded default: broker, mock upstream, worker, gateway")
+    up.add_argument("--no-worker", action="store_true", help="do not start the worker")
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("gateway", help="run the gateway only (production)").set_defaults(func=cmd_gateway)
+    sub.add_parser("worker", help="run the consumer pipelines, warehouse and console").set_defaults(func=cmd_worker)
+
+    from gatewatch.mock_upstream import add_cli_arguments
+
+    mock = sub.add_parser("mock-upstream", help="run the OpenAI-compatible mock server")
+    add_cli_arguments(mock)
+    mock.set_defaults(func=cmd_mock)
+
+    mig = sub.add_parser("migrate", help="apply warehouse migrations")
+    mig.add_argument("--dsn", help="warehouse DSN (default from config)")
+    mig.set_defaults(func=cmd_migrate)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    ksub = keys.add_subparsers(dest="keys_cmd", required=True)
+    kc = ksub.add_parser("create", help="create a key and print it once")
+    kc.add_argument("--tenant", required=True)
+    kc.add_argument("--name")
+    kc.add_argument("--models", help="comma-separated model aliases this key may use (default: all)")
+    kc.add_argument("--expires", help="ISO-8601 expiry, e.g. 2027-01-31T00:00:00+00:00")
+    ksub.add_parser("list", help="list keys (ids and tenants, never secrets)")
+    kr = ksub.add_parser("revoke", help="revoke a key by id")
+    kr.add_argument("key_id")
+    keys.set_defaults(func=cmd_keys)
+
+    cfg = sub.add_parser("config", help="validate or show the configuration")
+    cfg.add_argument("config_cmd", choices=["check", "show"])
+    cfg.set_defaults(func=cmd_config)
+
+    bench = sub.add_parser("bench", help="run a benchmark script (bench/<what>.py)")
+    bench.add_argument("what", choices=["gateway", "scorers"])
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except CliError as exc:
+        print(f"gatewatch: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,92 @@
+"""create_app: the only wiring of the gateway process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiohttp import web
+
+from gateway.auth.keys import KeyStore
+from gateway.chain.auth import AuthStage
+from gateway.chain.base import Stage, build_chain
+from gateway.chain.emit import EmitStage, EventSink
+from gateway.chain.parse import ParseStage
+from gateway.chain.upstream import UpstreamCall
+from gateway.http.middlewares import errors_middleware
+from gateway.http.routes import Api
+from gateway.upstream.router import Router
+
+if TYPE_CHECKING:
+    from gatewatch.config import Settings
+
+log = logging.getLogger(__name__)
+
+ROUTER = web.AppKey("router", Router)
+KEYS = web.AppKey("keys", KeyStore)
+READINESS = web.AppKey("readiness", dict)
+
+
+class Emitter(EventSink, Protocol):
+    async def start(self) -> None: ...
+    async def stop(self, timeout: float = ...) -> None: ...
+    def status(self) -> dict[str, Any]: ...
+
+
+def instance_id(configured: str | None) -> str:
+    return configured or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def create_app(settings: Settings, emitter: Emitter, *, keystore: KeyStore | None = None,
+               forward_headers: tuple[str, ...] = (), extra_stages: tuple[Stage, ...] = ()) -> web.Application:
+    gw = settings.gateway
+    keys = keystore or KeyStore(settings.keys_file)
+    router = Router(settings.models, settings.routing, forward_headers=forward_headers)
+    auth = AuthStage(keys, allow_unauthenticated=gw.allow_unauthenticated)
+    emit = EmitStage(emitter, instance_id(gw.instance_id), lambda t: settings.tenant(t).capture, router.price)
+    chain = build_chain([emit, auth, ParseStage(), *extra_stages], UpstreamCall(router))
+    readiness: dict[str, Any] = {"started": False, "shutting_down": False, "emitter": emitter.status}
+    api = Api(chain, auth, router, gw.max_body_bytes, readiness)
+
+    app = web.Application(middlewares=[errors_middleware], client_max_size=gw.max_body_bytes,
+                          handler_args={"max_field_size": 16384})
+    app[ROUTER] = router
+    app[KEYS] = keys
+    app[READINESS] = readiness
+    app.add_routes(api.routes())
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await emitter.start()
+        await router.start()
+        reloader = asyncio.create_task(_reload_keys(keys), name="keys-reloader")
+        readiness["started"] = True
+        log.info("gateway ready (%d model aliases, %d keys)", len(router.routes), len(keys))
+        yield
+        reloader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reloader
+        await router.stop()
+        await emitter.stop(timeout=10.0)
+        log.info("gateway stopped")
+
+    async def on_shutdown(app: web.Application) -> None:
+        readiness["shutting_down"] = True
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+async def _reload_keys(keys: KeyStore, interval: float = 1.0) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if keys.maybe_reload():
+                log.info("reloaded %d API keys from %s", len(keys), keys.path)
+        except (OSError, ValueError) as exc:  # keep the old keys; report and retry
+            log.error("could not reload keys from %s: %s", keys.path, exc)

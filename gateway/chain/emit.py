@@ -1,0 +1,165 @@
+"""Outermost stage: records one event per exchange (completed, failed or denied) and the request metrics.
+
+It reads only what the inner stages left on the Exchange (the redacted capture when redaction ran).
+Events are built as plain dicts in the shape of ``schemas.events.Event`` and serialised with orjson:
+the consumers validate them; the request path never waits for delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+
+from gateway.chain.base import Exchange, Next, Reply, SSEEvent
+from gateway.chain.capture import apply_capture, capture_text, messages_of, params_of
+from gateway.config import Price
+from gateway.errors import GatewayError
+from gateway.metrics import CLIENT_DISCONNECTS, COST, LATENCY, REQUESTS, TOKENS, TTFT
+from schemas.events import OPERATION_BY_ENDPOINT, SCHEMA_VERSION
+
+
+class EventSink(Protocol):
+    def send(self, key: str, payload: bytes) -> None: ...  # non-blocking, never raises
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def cost_of(price: Price | None, ex: Exchange) -> float | None:
+    if price is None or ex.usage.input_tokens is None:
+        return None
+    return (ex.usage.input_tokens * price.input_per_1m + (ex.usage.output_tokens or 0) * price.output_per_1m) / 1e6
+
+
+class EmitStage:
+    name = "emit"
+
+    def __init__(self, sink: EventSink, instance_id: str, capture_for: Callable[[str], str],
+                 price_for: Callable[[str | None], Price | None]) -> None:
+        self.sink = sink
+        self.instance_id = instance_id
+        self.capture_for = capture_for
+        self.price_for = price_for
+        self._seq = itertools.count()
+
+    async def __call__(self, ex: Exchange, call_next: Next) -> Reply:
+        try:
+            reply = await call_next(ex)
+        except GatewayError as exc:
+            ex.error = exc
+            ex.status = exc.status
+            ex.error_type = ex.error_type or exc.code
+            self.finish(ex)
+            raise
+        except asyncio.CancelledError:
+            self._disconnected(ex)
+            self.finish(ex)
+            raise
+        except Exception as exc:
+            ex.status = 500
+            ex.error_type = f"internal_error:{type(exc).__name__}"
+            self.finish(ex)
+            raise
+        ex.status = reply.status
+        if reply.chunks is None:
+            self.finish(ex)
+        else:
+            reply.chunks = self._watch(ex, reply.chunks)
+        return reply
+
+    async def _watch(self, ex: Exchange, chunks: AsyncIterator[SSEEvent]) -> AsyncIterator[SSEEvent]:
+        complete = False
+        try:
+            async for ev in chunks:
+                yield ev
+            complete = True
+        finally:
+            if not complete and ex.error_type is None:
+                self._disconnected(ex)
+            self.finish(ex)
+
+    def _disconnected(self, ex: Exchange) -> None:
+        CLIENT_DISCONNECTS.inc()
+        ex.error_type = "client_disconnected"
+        if not ex.status:
+            ex.status = 499  # nginx's "client closed request"
+
+    def finish(self, ex: Exchange) -> None:
+        now = time.time()
+        end = time.perf_counter()
+        latency = end - ex.t0
+        ttft = (ex.t_first_token - ex.t0) if ex.t_first_token is not None else None
+        price = self.price_for(ex.request_model)
+        ex.cost_usd = cost_of(price, ex)
+        REQUESTS.labels(ex.endpoint, str(ex.status)).inc()
+        LATENCY.labels(ex.endpoint).observe(latency)
+        if ttft is not None:
+            TTFT.labels(ex.endpoint).observe(ttft)
+        model = ex.request_model or ""
+        if ex.usage.input_tokens:
+            TOKENS.labels(model, "input").inc(ex.usage.input_tokens)
+        if ex.usage.output_tokens:
+            TOKENS.labels(model, "output").inc(ex.usage.output_tokens)
+        if ex.cost_usd:
+            COST.labels(model).inc(ex.cost_usd)
+        self.sink.send(ex.tenant, orjson.dumps(self.build(ex, now, latency, ttft)))
+
+    def build(self, ex: Exchange, now: float, latency: float, ttft: float | None) -> dict[str, Any]:
+        mode = self.capture_for(ex.tenant)
+        messages = ex.captured_messages if ex.captured_messages is not None else messages_of(ex.endpoint, ex.body)
+        text = ex.captured_response if ex.captured_response is not None else "".join(ex.response_parts)
+        resp_text, resp_hash = capture_text(mode, text if (ex.response_parts or ex.captured_response) else None)
+        failed = ex.status >= 400 or ex.error_type is not None
+        denied = ex.policy_decision == "deny" or (ex.error is not None and ex.error.status in (401, 403))
+        outcome = "denied" if denied else "failed" if failed else "completed"
+        err = ex.error
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "event_id": uuid.uuid4().hex,
+            "request_id": ex.request_id,
+            "gateway_instance": self.instance_id,
+            "sequence": next(self._seq),
+            "ts_start": _iso(ex.ts_start),
+            "ts_first_token": _iso(ex.ts_start + ttft) if ttft is not None else None,
+            "ts_end": _iso(now),
+            "tenant": ex.tenant,
+            "key_id": ex.key_id,
+            "end_user": ex.end_user,
+            "metadata": ex.metadata,
+            "endpoint": ex.endpoint,
+            "operation": OPERATION_BY_ENDPOINT[ex.endpoint],
+            "request_model": ex.request_model,
+            "response_model": ex.response_model,
+            "deployment": ex.deployment,
+            "provider": ex.provider,
+            "response_id": ex.response_id,
+            "stream": ex.stream,
+            "attempts": ex.attempts,
+            "status": ex.status,
+            "outcome": outcome,
+            "error_type": ex.error_type,
+            "error_message": err.message if err is not None else None,
+            "latency_ms": round(latency * 1000, 3),
+            "ttft_ms": round(ttft * 1000, 3) if ttft is not None else None,
+            "usage": {"input_tokens": ex.usage.input_tokens, "output_tokens": ex.usage.output_tokens,
+                      "total_tokens": ex.usage.total_tokens},
+            "cost_usd": ex.cost_usd,
+            "capture": mode,
+            "request": {
+                "messages": apply_capture(mode, messages),
+                "context": apply_capture(mode, [{"role": "document", "content": d} for d in ex.context_docs]),
+                "params": params_of(ex.body),
+            },
+            "response": {"text": resp_text, "text_sha256": resp_hash, "finish_reasons": ex.finish_reasons},
+            "policy": {"decision": ex.policy_decision, "rule_ids": ex.policy_rule_ids,
+                       "reason": ex.policy_reason, "policy_version": ex.policy_version},
+            "pii_counts": ex.pii_counts,
+        }

@@ -1,0 +1,128 @@
+"""Parse and validate the request body; take out the gateway extension field before anything upstream.
+
+Extension field (send with the openai SDK as ``extra_body={"gatewatch": {...}}``)::
+
+    "gatewatch": {"context": ["retrieved document", ...],      # for factuality scoring
+                  "metadata": {"purpose": "support"},           # free-form request metadata
+                  "end_user": "user-123"}
+
+It is always stripped before the upstream call. End user also comes from the OpenAI ``user`` /
+``safety_identifier`` fields or the ``x-gatewatch-end-user`` header; metadata also from
+``x-gatewatch-meta-<name>`` headers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from gateway.chain.base import Exchange, Next, Reply
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+
+_INT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "n", "seed", "top_logprobs",
+               "dimensions")
+_NUM_FIELDS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+META_HEADER = "x-gatewatch-meta-"
+
+
+def _bad(message: str, param: str | None = None) -> InvalidRequest:
+    return InvalidRequest(message, param=param, code="invalid_value" if param else "invalid_request")
+
+
+def _type_name(v: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
+            type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def validate(endpoint: str, body: Any) -> None:
+    if not isinstance(body, dict):
+        raise _bad(f"The request body must be a JSON object, not {_type_name(body)}.")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("'model' is required and must be a non-empty string.", "model")
+    if "stream" in body and body["stream"] is not None and not isinstance(body["stream"], bool):
+        raise _bad(f"'stream' must be a boolean, not {_type_name(body['stream'])}.", "stream")
+    for name in _INT_FIELDS:
+        v = body.get(name)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or (v < 0 and name != "seed")):
+            raise _bad(f"'{name}' must be a non-negative integer.", name)
+    for name in _NUM_FIELDS:
+        v = body.get(name)
+        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)):
+            raise _bad(f"'{name}' must be a number.", name)
+    so = body.get("stream_options")
+    if so is not None and not isinstance(so, dict):
+        raise _bad("'stream_options' must be an object.", "stream_options")
+    if endpoint == "chat.completions":
+        msgs = body.get("messages")
+        if not isinstance(msgs, list) or not msgs:
+            raise _bad("'messages' is required and must be a non-empty array.", "messages")
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+                raise _bad(f"'messages[{i}]' must be an object with a string 'role'.", f"messages[{i}]")
+            c = m.get("content")
+            if c is not None and not isinstance(c, str | list):
+                raise _bad(f"'messages[{i}].content' must be a string or an array of parts.",
+                           f"messages[{i}].content")
+    elif endpoint == "completions":
+        if "prompt" not in body or not isinstance(body["prompt"], str | list):
+            raise _bad("'prompt' is required and must be a string or an array.", "prompt")
+    elif endpoint == "embeddings":
+        inp = body.get("input")
+        if not isinstance(inp, str | list) or (isinstance(inp, list) and not inp):
+            raise _bad("'input' is required and must be a string or a non-empty array.", "input")
+    elif endpoint == "responses":
+        inp = body.get("input")
+        if inp is not None and not isinstance(inp, str | list):
+            raise _bad("'input' must be a string or an array of input items.", "input")
+
+
+def _extension(ex: Exchange, ext: Any) -> None:
+    if ext is None:
+        return
+    if not isinstance(ext, dict):
+        raise _bad("'gatewatch' must be an object.", "gatewatch")
+    ctx = ext.get("context", [])
+    if isinstance(ctx, str):
+        ctx = [ctx]
+    if not isinstance(ctx, list) or not all(isinstance(d, str) for d in ctx):
+        raise _bad("'gatewatch.context' must be an array of strings.", "gatewatch.context")
+    ex.context_docs = ctx
+    meta = ext.get("metadata", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str | int | float | bool) for v in meta.values()):
+        raise _bad("'gatewatch.metadata' must be an object of scalar values.", "gatewatch.metadata")
+    ex.metadata.update({str(k): str(v) for k, v in meta.items()})
+    if isinstance(ext.get("end_user"), str):
+        ex.end_user = ext["end_user"]
+
+
+class ParseStage:
+    name = "parse"
+
+    async def __call__(self, ex: Exchange, call_next: Next) -> Reply:
+        error = ex.scratch.pop("body_error", None)
+        if isinstance(error, GatewayError):
+            raise error
+        raw: bytes = ex.scratch.pop("raw", b"")
+        if not raw:
+            raise _bad("The request body is empty; send a JSON object.")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _bad(f"The request body is not valid JSON (UTF-8 expected): {exc}") from None
+        validate(ex.endpoint, body)
+        _extension(ex, body.pop("gatewatch", None))
+        ex.body = body
+        ex.request_model = body["model"]
+        ex.stream = bool(body.get("stream"))
+        user = body.get("user") or body.get("safety_identifier") or ex.headers.get("x-gatewatch-end-user")
+        if ex.end_user is None and isinstance(user, str):
+            ex.end_user = user
+        for name, value in ex.headers.items():
+            if name.lower().startswith(META_HEADER):
+                ex.metadata[name[len(META_HEADER):].lower()] = value
+        if ex.allowed_models is not None and ex.request_model not in ex.allowed_models:
+            raise ModelNotFound(f"The model '{ex.request_model}' does not exist or you do not have access to it.",
+                                param="model")
+        return await call_next(ex)

@@ -1,0 +1,208 @@
+"""Aliases -> deployments: weighted load balancing within a priority, fallback to the next deployment,
+retries with exponential backoff and full jitter, per-deployment circuit breakers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from gateway.chain.base import Exchange, Reply
+from gateway.config import Deployment, ModelAlias, Price, RoutingConfig, Timeouts
+from gateway.errors import (
+    GatewayError,
+    ModelNotFound,
+    RateLimited,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamUnavailable,
+)
+from gateway.metrics import CIRCUIT_OPEN, UPSTREAM_ATTEMPTS, UPSTREAM_RETRIES
+from gateway.upstream.breaker import CircuitBreaker
+from gateway.upstream.client import AttemptFailed, send_once
+
+log = logging.getLogger(__name__)
+
+WILDCARD = "*"
+
+
+@dataclass(slots=True)
+class Target:
+    cfg: Deployment
+    url_base: str
+    headers: dict[str, str]
+    timeouts: Timeouts
+    breaker: CircuitBreaker
+
+
+@dataclass(slots=True)
+class Route:
+    alias: str
+    targets: list[Target]
+    price: Price | None
+
+
+def _api_key(dep: Deployment) -> str | None:
+    if dep.api_key_env:
+        return os.environ.get(dep.api_key_env)
+    if dep.api_key_file:
+        return dep.api_key_file.read_text().strip()
+    return None
+
+
+def resolve_key_errors(models: Mapping[str, ModelAlias]) -> list[str]:
+    """Startup check: every referenced key source exists (reported all at once)."""
+    errors = []
+    for alias, m in models.items():
+        for i, dep in enumerate(m.deployments):
+            if dep.api_key_env and dep.api_key_env not in os.environ:
+                errors.append(f"models.{alias}.deployments.{i}.api_key_env: ${dep.api_key_env} is not set")
+            if dep.api_key_file and not dep.api_key_file.is_file():
+                errors.append(f"models.{alias}.deployments.{i}.api_key_file: {dep.api_key_file} not found")
+    return errors
+
+
+class Router:
+    def __init__(self, models: Mapping[str, ModelAlias], routing: RoutingConfig,
+                 forward_headers: tuple[str, ...] = ()) -> None:
+        self.routing = routing
+        self.forward_headers = tuple(h.lower() for h in forward_headers)
+        self.session: aiohttp.ClientSession | None = None
+        self.routes: dict[str, Route] = {}
+        cb = routing.circuit_breaker
+        for alias, m in models.items():
+            targets = []
+            for dep in m.deployments:
+                headers = {"content-type": "application/json", **dep.headers}
+                key = _api_key(dep)
+                if key:
+                    headers["authorization"] = f"Bearer {key}"
+                targets.append(Target(dep, dep.base_url.rstrip("/"), headers, dep.timeouts or routing.timeouts,
+                                      CircuitBreaker(cb.failure_threshold, cb.cooldown_s)))
+            self.routes[alias] = Route(alias, targets, m.price)
+
+    async def start(self) -> None:
+        if self.session is None:
+            connector = aiohttp.TCPConnector(limit=self.routing.max_connections,
+                                             limit_per_host=self.routing.max_connections_per_host,
+                                             ttl_dns_cache=300, enable_cleanup_closed=True)
+            self.session = aiohttp.ClientSession(connector=connector, read_bufsize=1 << 20,
+                                                 auto_decompress=True, skip_auto_headers=("User-Agent",))
+
+    async def stop(self) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.close()
+
+    def aliases(self) -> list[str]:
+        return [a for a in self.routes if a != WILDCARD]
+
+    def resolve(self, model: str) -> Route:
+        route = self.routes.get(model) or self.routes.get(WILDCARD)
+        if route is None:
+            raise ModelNotFound(f"The model '{model}' does not exist or you do not have access to it.",
+                                param="model")
+        return route
+
+    def _plan(self, route: Route) -> list[Target]:
+        """Deployments in the order to try: by priority, weighted-random order within a priority."""
+        plan: list[Target] = []
+        for prio in sorted({t.cfg.priority for t in route.targets}):
+            group = [t for t in route.targets if t.cfg.priority == prio]
+            while group:
+                pick = random.choices(group, weights=[t.cfg.weight for t in group])[0] if len(group) > 1 else group[0]
+                plan.append(pick)
+                group.remove(pick)
+        return plan
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        r = self.routing.retry
+        delay = random.uniform(0, min(r.backoff_max_s, r.backoff_base_s * (2 ** (attempt - 1))))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, r.backoff_max_s))
+        return delay
+
+    def forwarded(self, client_headers: Any) -> dict[str, str]:
+        if not self.forward_headers or client_headers is None:
+            return {}
+        out = {}
+        for name, value in client_headers.items():
+            low = name.lower()
+            if any(low == h or (h.endswith("*") and low.startswith(h[:-1])) for h in self.forward_headers):
+                out[low] = value
+        return out
+
+    async def send(self, ex: Exchange, path: str, body: dict[str, Any]) -> Reply:
+        assert self.session is not None, "Router.start() not called"
+        route = self.resolve(ex.request_model or "")
+        plan = self._plan(route)
+        max_attempts = self.routing.retry.max_attempts
+        last: AttemptFailed | None = None
+        extra = self.forwarded(ex.headers)
+        for attempt in range(max_attempts):
+            target = self._next_target(plan, attempt)
+            if target is None:
+                break
+            if attempt > 0:
+                UPSTREAM_RETRIES.labels(route.alias).inc()
+                await asyncio.sleep(self._backoff(attempt, last.retry_after if last else None))
+            ex.attempts += 1
+            ex.deployment = target.cfg.name
+            ex.provider = target.cfg.provider
+            upstream_body = {**body, "model": target.cfg.model or ex.request_model}
+            try:
+                reply = await send_once(self.session, target, ex, path, upstream_body, extra,
+                                        self.routing.retry.retry_on_status)
+            except AttemptFailed as exc:
+                self._failed(target, exc)
+                last = exc
+                if not exc.retriable:
+                    break
+                continue
+            target.breaker.record_success()
+            CIRCUIT_OPEN.labels(target.cfg.name).set(0)
+            UPSTREAM_ATTEMPTS.labels(target.cfg.name, "ok").inc()
+            return reply
+        raise self._final_error(route, last)
+
+    def _next_target(self, plan: list[Target], attempt: int) -> Target | None:
+        n = len(plan)
+        for i in range(n):
+            t = plan[(attempt + i) % n]
+            if t.breaker.allow():
+                return t
+        return None
+
+    def _failed(self, target: Target, exc: AttemptFailed) -> None:
+        UPSTREAM_ATTEMPTS.labels(target.cfg.name, exc.kind).inc()
+        if exc.counts_against_deployment:
+            target.breaker.record_failure()
+            if target.breaker.state == "open":
+                CIRCUIT_OPEN.labels(target.cfg.name).set(1)
+                log.warning("circuit opened for deployment %s", target.cfg.name)
+        else:
+            target.breaker.record_success()
+
+    def _final_error(self, route: Route, last: AttemptFailed | None) -> GatewayError:
+        if last is None:
+            return UpstreamUnavailable(
+                f"No deployment of model '{route.alias}' is available (circuit open); retry later.",
+                headers={"retry-after": str(int(self.routing.circuit_breaker.cooldown_s))})
+        if last.status == 429:
+            headers = {"retry-after": str(int(last.retry_after))} if last.retry_after else {}
+            return RateLimited(f"Upstream rate limit for model '{route.alias}': {last.message}", headers=headers)
+        if last.status is not None and last.body is not None and last.status < 500:
+            return UpstreamStatusError(last.status, last.body, last.message)
+        if last.error is not None:
+            return last.error
+        return UpstreamError(f"Upstream error for model '{route.alias}': {last.message}")
+
+    def price(self, alias: str | None) -> Price | None:
+        route = self.routes.get(alias or "") or self.routes.get(WILDCARD)
+        return route.price if route else None
