@@ -1,0 +1,228 @@
+"""Redactor: detect PII with a prebuilt presidio engine in a thread pool, replace it per action.
+
+Fail closed everywhere: oversize input, a timeout (waiting for a worker included), a regex that runs
+out of budget, or any engine error raises ``RedactionFailed``; the unredacted text is never returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from gateway.redaction.config import Action, RedactionConfig
+from gateway.redaction.engines import LANGUAGE, Engine, EngineRegistry, default_registry
+from gateway.redaction.errors import PIIBlocked, RedactionFailed
+from gateway.redaction.operators import Hasher, PseudonymMap, operator_for
+from gateway.redaction.recognizers import RegexBudget, RegexTimeout
+from gateway.redaction.spans import Span, resolve_overlaps
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RedactedSpan:
+    """Where an entity was and what was done to it. Never holds the value."""
+
+    entity_type: str
+    start: int  # in the input text
+    end: int
+    out_start: int  # in the output text
+    out_end: int
+    action: Action
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class RedactionResult:
+    text: str
+    counts: dict[str, int]  # entity type -> number replaced (what events carry)
+    spans: tuple[RedactedSpan, ...]
+    pseudonyms: PseudonymMap | None = None  # set when an entity was pseudonymized
+
+
+class Redactor:
+    """One per redaction config (tenant policy). Build at start: a NER engine takes seconds to load.
+
+    ``executor``: share one pool across redactors; when omitted the redactor owns one with
+    ``max_concurrency`` threads. Use as ``async with`` or call ``close()`` (idempotent).
+    """
+
+    def __init__(
+        self,
+        cfg: RedactionConfig,
+        *,
+        engines: EngineRegistry | None = None,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self._engine: Engine = (engines or default_registry()).get(cfg)
+        self._check_supported(cfg.entities)
+        secret = cfg.hash_secret.get_secret_value().encode() if cfg.hash_secret else os.urandom(32)
+        self._hasher = Hasher(secret)
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(cfg.max_concurrency, thread_name_prefix="pii")
+        self._slots = asyncio.Semaphore(cfg.max_concurrency)
+        self._closed = False
+
+    async def __aenter__(self) -> Redactor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._own_executor:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def holdback_chars(self) -> int:
+        return self.cfg.stream_holdback_chars
+
+    # ---- async API -------------------------------------------------------------------------
+    async def redact(
+        self,
+        text: str,
+        actions: Mapping[str, Action] | None = None,
+        *,
+        pseudonyms: PseudonymMap | None = None,
+    ) -> RedactionResult:
+        """Detect and replace PII in ``text``. ``actions`` replaces the config's entity map."""
+        return (await self.redact_many([text], actions, pseudonyms=pseudonyms))[0]
+
+    async def redact_many(
+        self,
+        texts: Sequence[str],
+        actions: Mapping[str, Action] | None = None,
+        *,
+        pseudonyms: PseudonymMap | None = None,
+    ) -> list[RedactionResult]:
+        """Several strings of one request in one worker call; pseudonyms are shared across them."""
+        acts = self._actions(actions)
+        self._check_size(texts)
+        if pseudonyms is None and "pseudonymize" in acts.values():
+            pseudonyms = PseudonymMap()
+
+        def work() -> list[RedactionResult]:
+            found = self.detect_sync(texts, acts)
+            return [self.apply(t, s, acts, pseudonyms) for t, s in zip(texts, found, strict=True)]
+
+        return await self._run(work)
+
+    async def detect(self, text: str, actions: Mapping[str, Action] | None = None) -> list[Span]:
+        """Spans (sorted, non-overlapping) of the entities to act on. For streams; no replacement."""
+        acts = self._actions(actions)
+        self._check_size([text])
+        return (await self._run(lambda: self.detect_sync([text], acts)))[0]
+
+    # ---- sync core (runs in a worker thread) --------------------------------------------
+    def detect_sync(self, texts: Sequence[str], actions: Mapping[str, Action]) -> list[list[Span]]:
+        entities = self.cfg.detected_entities(actions)
+        if not entities:
+            return [[] for _ in texts]
+        analyzer = self._engine.analyzer
+        if self.cfg.engine == "ner" and len(texts) > 1:  # one spaCy pass over the batch
+            artifacts = [a for _, a in analyzer.nlp_engine.process_batch(
+                list(texts), LANGUAGE, batch_size=min(len(texts), 32))]
+        else:
+            artifacts = [None] * len(texts)
+        out: list[list[Span]] = []
+        with RegexBudget(self.cfg.timeout_s):
+            for text, nlp_artifacts in zip(texts, artifacts, strict=True):
+                results = analyzer.analyze(
+                    text=text, language=LANGUAGE, entities=list(entities),
+                    score_threshold=0.0, nlp_artifacts=nlp_artifacts,
+                )
+                spans = (Span(r.entity_type, r.start, r.end, r.score) for r in results
+                         if r.score >= self.cfg.threshold_for(r.entity_type) and r.end > r.start)
+                out.append(resolve_overlaps(spans))
+        return out
+
+    def apply(
+        self,
+        text: str,
+        spans: Sequence[Span],
+        actions: Mapping[str, Action],
+        pseudonyms: PseudonymMap | None = None,
+    ) -> RedactionResult:
+        """Replace ``spans`` (sorted, non-overlapping) in ``text``. Pure apart from ``pseudonyms``."""
+        acting = [s for s in spans if actions.get(s.entity_type, "allow") != "allow"]
+        blocked = {s.entity_type for s in acting if actions[s.entity_type] == "block"}
+        if blocked:
+            raise PIIBlocked(blocked)
+        parts: list[str] = []
+        done: list[RedactedSpan] = []
+        pos = out_len = 0
+        for s in acting:
+            action = actions[s.entity_type]
+            parts.append(text[pos:s.start])
+            out_len += s.start - pos
+            new = operator_for(action, self._hasher, pseudonyms)(s.entity_type, text[s.start:s.end])
+            parts.append(new)
+            done.append(RedactedSpan(s.entity_type, s.start, s.end, out_len, out_len + len(new), action, s.score))
+            out_len += len(new)
+            pos = s.end
+        parts.append(text[pos:])
+        counts = dict(Counter(s.entity_type for s in done))
+        used = pseudonyms if any(s.action == "pseudonymize" for s in done) else None
+        return RedactionResult("".join(parts), counts, tuple(done), used)
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def actions(self, actions: Mapping[str, Action] | None = None) -> Mapping[str, Action]:
+        """The entity -> action map a call would use (validated against the engine)."""
+        return self._actions(actions)
+
+    def _actions(self, actions: Mapping[str, Action] | None) -> Mapping[str, Action]:
+        if actions is None:
+            return self.cfg.entities
+        try:
+            self._check_supported(actions)
+        except ValueError as exc:  # a caller's bad map must not pass text through unredacted
+            raise RedactionFailed(str(exc)) from exc
+        return actions
+
+    def _check_supported(self, actions: Mapping[str, Action]) -> None:
+        missing = sorted(set(self.cfg.detected_entities(actions)) - self._engine.supported)
+        if missing:
+            raise ValueError(f"the {self.cfg.engine} PII engine cannot detect {missing}")
+
+    def _check_size(self, texts: Sequence[str]) -> None:
+        total = sum(len(t) for t in texts)
+        if total > self.cfg.max_input_chars:
+            raise RedactionFailed(f"text too long to redact ({total} > {self.cfg.max_input_chars} chars)")
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise RedactionFailed("redactor is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.cfg.timeout_s):
+                await self._slots.acquire()
+                try:
+                    fut: Future[T] = self._executor.submit(fn)
+                except BaseException:
+                    self._slots.release()
+                    raise
+                # the slot is held until the thread is done, even when we stop waiting for it
+                fut.add_done_callback(lambda _: _release_threadsafe(loop, self._slots))
+                return await asyncio.wrap_future(fut)
+        except (PIIBlocked, RedactionFailed):
+            raise
+        except TimeoutError as exc:
+            raise RedactionFailed(f"PII redaction timed out after {self.cfg.timeout_s}s") from exc
+        except RegexTimeout as exc:
+            raise RedactionFailed("PII redaction failed: a regex ran out of time") from exc
+        except Exception as exc:
+            raise RedactionFailed(f"PII redaction failed ({type(exc).__name__})") from exc
+
+
+def _release_threadsafe(loop: asyncio.AbstractEventLoop, sem: asyncio.Semaphore) -> None:
+    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for the slot any more
+        loop.call_soon_threadsafe(sem.release)
