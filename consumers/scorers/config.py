@@ -65,6 +65,8 @@ class FactualityConfig(_Config):
     nli_model: str = "cross-encoder/nli-deberta-v3-xsmall"  # local path or name in the local HF cache
     # sentence counts as supported when entailment >= threshold (and contradicted when contradiction >=)
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    # sentence: each response sentence against the context; response: one (context, response) pair
+    unit: Literal["sentence", "response"] = "sentence"
     max_sentences: PositiveInt = 16  # response sentences scored per event (longest first beyond this)
     max_context_chars: PositiveInt = 8_000  # context text kept per event before tokenization
     # embedding fallback (sentence-transformers model dir) and the similarity that counts as supported

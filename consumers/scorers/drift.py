@@ -1,0 +1,172 @@
+"""Embedding drift per (tenant, request model, field).
+
+Each key collects a baseline (its first N events, or the events inside a pinned time range), then
+tumbling windows of ``window_events`` events or ``window_seconds`` of event time, whichever closes first.
+A closed window of at least ``min_window`` events is compared with the baseline: centroid cosine
+distance, MMD² and its permutation p-value -> three ``drift`` rows; drifted = p < pvalue_threshold and
+distance >= distance_threshold. Every scored event also gets a ``scores`` row with its cosine distance to
+the baseline centroid (None while the baseline is still being collected).
+
+State is in memory (an LRU of keys): a restart collects a new baseline. Kafka keys events by tenant, so
+one consumer sees all of a tenant's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from consumers.contracts import Row, TableRows
+from consumers.models.device import select_device, select_dtype
+from consumers.models.embedding import Embedder
+from consumers.scorers.common import RowMaker, field_text, utcnow
+from consumers.scorers.config import ScorersConfig
+from consumers.scorers.drift_stats import centroid_cosine_distance, mmd2_permutation, unit
+from schemas.events import Event
+
+log = logging.getLogger(__name__)
+BACKEND = "sentence-transformers"
+
+
+@dataclass(slots=True)
+class _KeyState:
+    baseline: list[np.ndarray] = field(default_factory=list)
+    base: np.ndarray | None = None  # frozen baseline sample (<= max_baseline rows)
+    base_size: int = 0
+    centroid: np.ndarray | None = None  # unit vector
+    window: list[np.ndarray] = field(default_factory=list)
+    w_start: datetime | None = None
+    w_end: datetime | None = None
+
+
+class DriftScorer:
+    name = "drift"
+
+    def __init__(self, cfg: ScorersConfig, embedder: Embedder | None = None) -> None:
+        self._cfg, self._d = cfg, cfg.drift
+        self._embedder = embedder
+        self._states: OrderedDict[tuple[str, str, str], _KeyState] = OrderedDict()
+        self._rng = np.random.default_rng(cfg.drift.seed)
+        self.dropped_windows = 0  # windows closed below min_window
+
+    async def start(self) -> None:
+        if self._embedder is None:
+            self._embedder = await asyncio.to_thread(self._load)
+            log.info("drift scorer: embed model %s", self._embedder.name)
+
+    def _load(self) -> Embedder:
+        device = select_device(self._cfg.device)
+        return Embedder(
+            self._d.embed_model, device, select_dtype(self._cfg.dtype, device),
+            batch_size=self._cfg.batch_size, max_length=self._cfg.max_length,
+            buckets=self._cfg.length_buckets, threads=self._cfg.tokenizer_threads,
+        )
+
+    async def stop(self) -> None:
+        self._embedder = None
+
+    async def score(self, events: Sequence[Event]) -> TableRows:
+        if self._embedder is None:
+            raise RuntimeError("DriftScorer.start() was not awaited")
+        return await asyncio.to_thread(self._score, self._embedder, events)
+
+    def _score(self, embedder: Embedder, events: Sequence[Event]) -> TableRows:
+        texts, slots = [], []
+        for ev in events:
+            for f in self._d.fields:
+                text = field_text(ev, f)
+                if text:
+                    texts.append(text)
+                    slots.append((ev, f))
+        emb = embedder.encode(texts)
+        mk = RowMaker(self.name, BACKEND, embedder.name, "local")
+        scores: list[Row] = []
+        drift: list[Row] = []
+        for (ev, f), e in zip(slots, emb, strict=True):
+            value, label, closed = self._observe(ev, f, e, embedder.name)
+            scores.append(mk.row(ev, "centroid_distance", f, value, label))  # type: ignore[arg-type]
+            drift += closed
+        return {"scores": scores, "drift": drift}
+
+    def _state(self, key: tuple[str, str, str]) -> _KeyState:
+        st = self._states.get(key)
+        if st is None:
+            st = self._states[key] = _KeyState()
+            if len(self._states) > self._d.max_keys:
+                self._states.popitem(last=False)
+        self._states.move_to_end(key)
+        return st
+
+    def _observe(
+        self, ev: Event, f: str, e: np.ndarray, embed_name: str
+    ) -> tuple[float | None, str, list[Row]]:
+        key = (ev.tenant, ev.request_model or "", f)
+        st = self._state(key)
+        pending = self._baseline(st, ev.ts_end, e)
+        if pending is not None or st.centroid is None:
+            return None, pending or "baseline", []
+        closed, ts, span = [], ev.ts_end, self._d.window_seconds
+        if st.w_start is not None and span is not None and ts - st.w_start >= span:
+            closed = self._close(key, st, embed_name)
+        st.window.append(e)
+        st.w_start = ts if st.w_start is None else min(st.w_start, ts)
+        st.w_end = ts if st.w_end is None else max(st.w_end, ts)
+        if len(st.window) >= self._d.window_events:
+            closed += self._close(key, st, embed_name)
+        return float(1.0 - unit(e) @ st.centroid), "", closed
+
+    def _baseline(self, st: _KeyState, ts: datetime, e: np.ndarray) -> str | None:
+        """Feed the baseline while it is open: a label when the event went (or belongs) there, else None."""
+        d = self._d
+        if st.centroid is not None:
+            return None
+        if d.baseline_start is not None and d.baseline_end is not None:
+            if ts < d.baseline_start:
+                return "before_baseline"
+            if ts < d.baseline_end:
+                st.baseline.append(e)
+                return "baseline"
+            if not st.baseline:
+                return "no_baseline"
+            self._freeze(st)
+            return None
+        st.baseline.append(e)
+        if len(st.baseline) >= d.baseline_events:
+            self._freeze(st)
+        return "baseline"
+
+    def _freeze(self, st: _KeyState) -> None:
+        base = np.stack(st.baseline)
+        st.base_size = len(base)
+        st.centroid = unit(base.mean(axis=0))
+        if len(base) > self._d.max_baseline:
+            base = base[self._rng.choice(len(base), self._d.max_baseline, replace=False)]
+        st.base, st.baseline = base, []
+
+    def _close(self, key: tuple[str, str, str], st: _KeyState, embed_name: str) -> list[Row]:
+        window, start, end = np.stack(st.window), st.w_start, st.w_end
+        st.window, st.w_start, st.w_end = [], None, None
+        if len(window) < self._d.min_window or st.base is None or st.centroid is None:
+            self.dropped_windows += 1
+            return []
+        dist = centroid_cosine_distance(st.centroid, window)
+        mmd2, pvalue = mmd2_permutation(st.base, window, self._d.permutations, self._rng)
+        drifted = int(pvalue < self._d.pvalue_threshold and dist >= self._d.distance_threshold)
+        now = utcnow()
+        tenant, model, f = key
+        return [
+            {
+                "window_start": start, "window_end": end, "tenant": tenant, "model": model, "field": f,
+                "metric": metric, "value": float(value), "baseline_size": st.base_size,
+                "window_size": len(window), "drifted": drifted, "backend": BACKEND,
+                "embed_model": embed_name, "computed_at": now,
+            }
+            for metric, value in (("centroid_cosine", dist), ("mmd2", mmd2), ("mmd2_pvalue", pvalue))
+        ]
+
