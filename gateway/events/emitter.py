@@ -1,0 +1,397 @@
+"""Event emitter: bounded queue -> aiokafka producer -> ``gatewatch.events.v1``; disk spool on failure.
+
+``emit()`` is synchronous and never raises or waits: it serializes the event and appends it to a deque.
+One task (``_run``) owns the producer and moves records in order:
+
+* live: pop up to ``batch_max`` records, ``send()`` them, wait for every acknowledgement (acks=all);
+* a delivery failure (error or timeout) puts the failed records and then the whole queue into the spool,
+  in order, and from then on ``emit()`` appends to the spool directly (``_spooling``), so nothing newer
+  overtakes anything older;
+* a full queue also switches ``emit()`` to the spool; the queue still drains to Kafka first;
+* while spooling, the task replays the spool oldest first, committing the spool cursor after each
+  acknowledged batch; when the cursor reaches the end (checked and switched without an await, so no
+  ``emit()`` can slip in between) ``emit()`` goes back to the queue;
+* when the broker is unreachable the task retries every ``retry_interval_s``; start() never waits for it.
+
+Guarantee: at-least-once for everything acknowledged by ``emit()`` unless it is counted in
+``gatewatch_emitter_events_dropped_total`` (spool full, disk error, too large, rejected by the broker).
+Duplicates (a batch re-sent after a lost acknowledgement or a crash) carry the same event_id.
+Per-key order is kept except when a full queue spilled to the spool and the broker then failed while
+the older queued records were still being sent: those land in the spool after the newer ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    KafkaConnectionError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
+
+from gateway.config import EmitterConfig
+from gateway.events import metrics as m
+from gateway.events.spool import MAX_KEY_BYTES, Record, Spool, fsync_paths
+from gateway.events.topics import client_kwargs, ensure_topic
+from schemas.config import KafkaConfig
+from schemas.events import Event
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 1 << 20  # producer max_request_size (Kafka's default message.max.bytes is ~1 MiB)
+_RECORD_OVERHEAD = 128  # record batch framing, headers, timestamps
+_PERMANENT = (MessageSizeTooLargeError, RecordListTooLargeError, CorruptRecordException, InvalidTopicError)
+SYNC_INTERVAL_S = 0.5  # spool: write(2) the buffer and fsync (in a thread) at most this often
+
+
+class EventEmitter:
+    """Delivers events to Kafka without ever blocking or failing the caller. See the module docstring."""
+
+    def __init__(self, kafka: KafkaConfig, cfg: EmitterConfig, spool_dir: Path) -> None:
+        self._kafka = kafka
+        self._cfg = cfg
+        self._producer_kwargs = producer_kwargs(kafka, cfg)
+        self._spool = Spool(spool_dir, cfg.spool_max_bytes, cfg.spool_segment_bytes)
+        self._queue: collections.deque[Record] = collections.deque()
+        self._inflight: list[Record] = []  # live batch sent but not yet acknowledged
+        self._spooling = False  # emit() appends to the spool instead of the queue
+        self._state = "new"  # new -> running -> stopping -> stopped
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._syncer: asyncio.Task[None] | None = None
+        self._spool_gauge = 0
+        self._warned: set[str] = set()  # log each kind of trouble once per episode
+        self._broker_up: bool | None = None
+        self._delivery_timeout = kafka.request_timeout_ms / 1000 + 1.0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the spool and start delivering in the background; never waits for the broker."""
+        if self._state != "new":
+            return
+        await asyncio.to_thread(self._spool.open)
+        if self._spool.pending:
+            self._enter_spooling()  # older events first: replay the previous run's spool
+        self._update_spool_gauge()
+        self._state = "running"
+        self._task = asyncio.create_task(self._run(), name="gatewatch-emitter")
+        self._syncer = asyncio.create_task(self._sync_loop(), name="gatewatch-emitter-spool-sync")
+        log.info("event emitter started (topic %s, spool %s)", self._kafka.topic, self._spool.directory)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Deliver what the queue holds within ``timeout``, spool the rest, close. Idempotent."""
+        if self._state in ("stopping", "stopped"):
+            return
+        was_running, self._state = self._state == "running", "stopping"
+        self._stopping.set()
+        self._wakeup.set()
+        if self._task is not None:
+            _done, pending = await asyncio.wait([self._task], timeout=timeout)
+            if pending:
+                await _cancel(self._task)
+        if self._syncer is not None:
+            await _cancel(self._syncer)
+        if not was_running and self._queue:  # emitted before start(): keep them
+            await asyncio.to_thread(self._spool.open)
+        self._spool_records(self._inflight)
+        self._inflight = []
+        self._spool_queue()
+        self._state = "stopped"
+        if self._spool.opened:
+            await asyncio.to_thread(self._spool.close)
+        self._update_spool_gauge()
+        log.info("event emitter stopped (%d bytes left in the spool)", self._spool.pending_bytes)
+
+    async def __aenter__(self) -> EventEmitter:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- request path ----------------------------------------------------------------------------
+    def emit(self, event: Event) -> None:
+        """Hand one event over. Synchronous, O(1), never raises, never waits on Kafka."""
+        m.EMITTED.inc()
+        try:
+            record = (event.tenant.encode(), event.to_json())
+        except Exception as exc:  # noqa: BLE001 - the request path must never fail because of an event
+            self._drop("serialize", f"event serialization failed ({type(exc).__name__})")
+            return
+        key, value = record
+        if len(key) + len(value) + _RECORD_OVERHEAD > MAX_REQUEST_BYTES or len(key) > MAX_KEY_BYTES:
+            self._drop("too_large", "event larger than the producer's max_request_size")
+            return
+        if self._state == "stopped":
+            self._drop("closed", "emit() after stop()")
+            return
+        if not self._spooling and len(self._queue) >= self._cfg.queue_max:
+            log.warning("event queue full (%d), spooling to disk", self._cfg.queue_max)
+            self._spooling = True
+        if self._spooling:
+            self._spool_records((record,))
+            return
+        self._queue.append(record)
+        m.QUEUE_DEPTH.inc()
+        self._wakeup.set()
+
+    # -- delivery task ---------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            producer = await self._connect()
+            if producer is not None:
+                ok = False
+                try:
+                    ok = await self._pump(producer)
+                except Exception:
+                    log.exception("emitter delivery loop failed; reconnecting")
+                    m.DELIVERY_ERRORS.labels("internal").inc()
+                    self._spool_records(self._inflight)
+                    self._inflight = []
+                    self._enter_spooling()
+                finally:
+                    await _close_producer(producer, abandon=not ok)
+                if ok:
+                    return
+                self._set_broker_up(False)
+            self._enter_spooling()
+            if self._state != "running":
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._cfg.retry_interval_s)
+
+    async def _pump(self, producer: AIOKafkaProducer) -> bool:
+        """Move records until stopped (True) or a delivery fails (False)."""
+        while True:
+            if self._queue:
+                if not await self._send_live(producer):
+                    return False
+            elif self._spooling:
+                if self._state != "running":
+                    return True  # the spool keeps them for the next start
+                if not await self._replay_batch(producer):
+                    return False
+            elif self._state != "running":
+                return True
+            else:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+
+    async def _send_live(self, producer: AIOKafkaProducer) -> bool:
+        n = min(len(self._queue), self._cfg.batch_max)
+        batch = [self._queue.popleft() for _ in range(n)]
+        m.QUEUE_DEPTH.dec(n)
+        self._inflight = batch
+        _, failed = await self._send(producer, batch)
+        self._inflight = []
+        if not failed:
+            return True
+        # no await from here on: the failed batch and the queue reach the spool before any newer emit()
+        self._spool_records(failed)
+        self._enter_spooling()
+        return False
+
+    async def _replay_batch(self, producer: AIOKafkaProducer) -> bool:
+        records, skipped = self._spool.read(self._cfg.batch_max)
+        if skipped:
+            self._drop("corrupt", "corrupt spool records skipped")
+        if not records:  # caught up; switch back to the queue without an await in between
+            self._spool.reset()
+            self._spooling = False
+            self._warned.clear()
+            self._update_spool_gauge()
+            log.info("spool replayed, back to live delivery")
+            return True
+        delivered, failed = await self._send(producer, records)
+        if failed:
+            return False  # cursor not committed: the batch is read again (at-least-once)
+        self._spool.commit()
+        m.REPLAYED.inc(delivered)
+        self._update_spool_gauge()
+        return True
+
+    async def _send(self, producer: AIOKafkaProducer, batch: list[Record]) -> tuple[int, list[Record]]:
+        """Send and await acknowledgements: (delivered count, records to retry, in order)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        futs: list[asyncio.Future[Any] | None] = []
+        error: BaseException | None = None
+        try:
+            async with asyncio.timeout(self._delivery_timeout):
+                for key, value in batch:
+                    try:
+                        futs.append(await producer.send(self._kafka.topic, value, key=key))
+                    except _PERMANENT:
+                        self._drop("rejected", "broker rejected an event")
+                        futs.append(None)
+        except (KafkaError, TimeoutError) as exc:
+            error = exc
+        pending = {f for f in futs if f is not None}
+        if pending:
+            left = max(0.0, started + self._delivery_timeout - loop.time())
+            _, pending = await asyncio.wait(pending, timeout=left)
+        delivered, failed = 0, list(batch[len(futs):])
+        for rec, fut in zip(batch, futs, strict=False):
+            if fut is None:
+                continue
+            if fut in pending:
+                fut.add_done_callback(_consume_exception)
+                failed.append(rec)
+            elif (exc := fut.exception()) is None:
+                delivered += 1
+            elif isinstance(exc, _PERMANENT):
+                self._drop("rejected", "broker rejected an event")
+            else:
+                error = error or exc
+                failed.append(rec)
+        m.SEND_SECONDS.observe(loop.time() - started)
+        m.DELIVERED.inc(delivered)
+        if failed:
+            name = type(error).__name__ if error is not None else "DeliveryTimeout"
+            m.DELIVERY_ERRORS.labels(name).inc()
+            log.warning("delivery failed (%s): %d events to the spool", name, len(failed))
+        return delivered, failed
+
+    async def _connect(self) -> AIOKafkaProducer | None:
+        producer = AIOKafkaProducer(**self._producer_kwargs)
+        try:
+            async with asyncio.timeout(self._delivery_timeout):
+                await producer.start()
+                await self._ensure_topic()
+                await producer.partitions_for(self._kafka.topic)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            m.DELIVERY_ERRORS.labels(type(exc).__name__).inc()
+            if self._broker_up is not False:
+                log.warning("broker %s unreachable (%s), spooling; retry every %.1fs",
+                            self._kafka.bootstrap_servers, type(exc).__name__, self._cfg.retry_interval_s)
+            self._set_broker_up(False)
+            await _close_producer(producer, abandon=True)
+            return None
+        self._set_broker_up(True)
+        return producer
+
+    async def _ensure_topic(self) -> None:
+        try:
+            await ensure_topic(self._kafka)
+        except KafkaError as exc:
+            if exc.retriable:
+                raise
+            log.warning("could not ensure topic %s (%s); relying on the broker", self._kafka.topic, exc)
+
+    async def _sync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL_S)
+            targets = self._spool.fsync_targets()
+            if targets is not None:
+                try:
+                    await asyncio.to_thread(fsync_paths, targets)
+                except OSError as exc:
+                    self._warn_once("fsync", "spool fsync failed: %s", exc)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _enter_spooling(self) -> None:
+        """From now on emit() appends to the spool; what the queue holds goes there first."""
+        self._spooling = True
+        self._spool_queue()
+
+    def _spool_queue(self) -> None:
+        if self._queue:
+            m.QUEUE_DEPTH.dec(len(self._queue))
+            self._spool_records(self._queue)
+            self._queue.clear()
+
+    def _spool_records(self, records: Iterable[Record]) -> None:
+        for key, value in records:
+            if not self._spool.opened:
+                self._drop("spool_error", "spool not open (emit() before start())")
+                continue
+            try:
+                ok = self._spool.append(key, value)
+            except OSError as exc:
+                self._drop("spool_error", f"spool write failed: {exc}")
+                continue
+            if ok:
+                m.SPOOLED.inc()
+            else:
+                self._drop("spool_full", f"spool full ({self._cfg.spool_max_bytes} bytes), dropping events")
+        self._update_spool_gauge()
+
+    def _drop(self, reason: str, message: str) -> None:
+        m.DROPPED.labels(reason).inc()
+        self._warn_once(reason, "%s", message)
+
+    def _warn_once(self, kind: str, fmt: str, *args: object) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            log.warning(fmt, *args)
+
+    def _update_spool_gauge(self) -> None:
+        size = self._spool.disk_bytes
+        m.SPOOL_BYTES.inc(size - self._spool_gauge)
+        self._spool_gauge = size
+
+    def _set_broker_up(self, up: bool) -> None:
+        if up and self._broker_up is not True:
+            log.info("connected to broker %s", self._kafka.bootstrap_servers)
+        self._broker_up = up
+        m.BROKER_UP.set(1 if up else 0)
+
+    @property
+    def spooling(self) -> bool:
+        return self._spooling
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._queue)
+
+
+def producer_kwargs(kafka: KafkaConfig, cfg: EmitterConfig) -> dict[str, Any]:
+    return {
+        **client_kwargs(kafka),
+        "acks": "all",
+        "enable_idempotence": False,  # tansu does not support it (aiokafka speaks InitProducerId v0)
+        "compression_type": None if cfg.compression == "none" else cfg.compression,
+        "linger_ms": cfg.linger_ms,
+        "max_batch_size": 256 << 10,
+        "max_request_size": MAX_REQUEST_BYTES,
+    }
+
+
+async def _close_producer(producer: AIOKafkaProducer, abandon: bool) -> None:
+    if abandon:  # fail what the producer still holds (it is in our spool) so stop() does not wait for it
+        acc = getattr(producer, "_message_accumulator", None)
+        if acc is not None:
+            acc.fail_all(KafkaConnectionError("abandoned by the emitter"))
+    try:
+        async with asyncio.timeout(2.0):
+            await producer.stop()
+    except (KafkaError, OSError, TimeoutError) as exc:
+        log.warning("producer did not close cleanly (%s)", type(exc).__name__)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # we were cancelled ourselves, not just the task
+
+
+def _consume_exception(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
