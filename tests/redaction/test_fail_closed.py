@@ -1,0 +1,90 @@
+"""Redaction fails closed: oversize input, slow engine, pathological regex, engine errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from gateway.errors import ServiceUnavailable
+from gateway.redaction import EngineRegistry, RedactionConfig, RedactionFailed, Redactor
+from gateway.redaction.recognizers import RegexTimeout
+
+pytestmark = pytest.mark.timeout(60)
+
+EVIL = {"name": "evil", "entity": "EVIL", "patterns": [{"regex": r"(a|aa)+c", "score": 0.9}]}
+
+
+async def test_oversize_input_fails_closed(make_redactor: Callable[..., Redactor]) -> None:
+    redactor = make_redactor(max_input_chars=100)
+    with pytest.raises(RedactionFailed) as info:
+        await redactor.redact("x" * 101)
+    assert isinstance(info.value, ServiceUnavailable) and info.value.status == 503
+    with pytest.raises(RedactionFailed):
+        await redactor.redact_many(["x" * 60, "y" * 60])
+    assert (await redactor.redact("x" * 100)).text == "x" * 100
+
+
+async def test_pathological_regex_fails_closed(make_redactor: Callable[..., Redactor]) -> None:
+    redactor = make_redactor(entities={"EVIL": "redact"}, custom_recognizers=[EVIL], timeout_s=0.3)
+    started = time.monotonic()
+    with pytest.raises(RedactionFailed):
+        await redactor.redact("a" * 60)
+    assert time.monotonic() - started < 2
+
+
+def test_regex_timeout_is_an_error_not_a_skip(make_redactor: Callable[..., Redactor]) -> None:
+    # presidio itself logs and skips a timed-out pattern; the guard turns that into a failure
+    redactor = make_redactor(entities={"EVIL": "redact"}, custom_recognizers=[EVIL], timeout_s=0.2)
+    started = time.monotonic()
+    with pytest.raises(RegexTimeout):
+        redactor.detect_sync(["a" * 60], redactor.cfg.entities)
+    assert time.monotonic() - started < 1.5  # the thread itself stops, not only the waiter
+
+
+async def test_slow_engine_times_out_and_keeps_its_slot() -> None:
+    engines = EngineRegistry()  # own engine: the analyzer is patched below
+    async with Redactor(RedactionConfig(timeout_s=0.2, max_concurrency=1), engines=engines) as redactor:
+        analyzer = redactor._engine.analyzer
+        real = analyzer.analyze
+
+        def slow(*args: Any, **kw: Any) -> Any:
+            time.sleep(0.6)
+            return real(*args, **kw)
+
+        analyzer.analyze = slow  # type: ignore[method-assign]
+        with pytest.raises(RedactionFailed, match="timed out"):
+            await redactor.redact("call 212-555-0199")
+        analyzer.analyze = real  # type: ignore[method-assign]
+        with pytest.raises(RedactionFailed):  # the one worker is still busy: no slot
+            await redactor.redact("call 212-555-0199")
+        await asyncio.sleep(0.6)
+        assert (await redactor.redact("call 212-555-0199")).text == "call <PHONE_NUMBER>"
+
+
+async def test_engine_error_fails_closed() -> None:
+    engines = EngineRegistry()
+    async with Redactor(RedactionConfig(), engines=engines) as redactor:
+        def boom(*args: Any, **kw: Any) -> Any:
+            raise RuntimeError("secret 536-22-8726 in a message")
+
+        redactor._engine.analyzer.analyze = boom  # type: ignore[method-assign]
+        with pytest.raises(RedactionFailed) as info:
+            await redactor.redact("ssn 536-22-8726")
+        assert "536-22-8726" not in info.value.message
+
+
+async def test_closed_redactor_refuses(make_redactor: Callable[..., Redactor]) -> None:
+    redactor = make_redactor()
+    await redactor.close()
+    await redactor.close()  # idempotent
+    with pytest.raises(RedactionFailed):
+        await redactor.redact("hello")
+
+
+async def test_unknown_entity_in_call_override_fails_closed(regex_redactor: Redactor) -> None:
+    with pytest.raises(RedactionFailed):
+        await regex_redactor.redact("hi", {"PERSON": "redact"})
