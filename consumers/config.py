@@ -1,0 +1,111 @@
+"""Worker configuration (the ``worker:`` section of gatewatch.yaml), validated once at startup.
+
+Example::
+
+    worker:
+      warehouse_dsn: http://default:secret@clickhouse:8123/gatewatch   # default: chdb:///<home>/warehouse
+      pipelines: [archiver, toxicity, factuality, drift]
+      batch: {max_records: 500, max_wait_ms: 1000}
+      batch_overrides: {factuality: {max_records: 64}}
+      console_port: 8081
+      events_retention_days: 90
+      scorers: {device: cuda, toxicity: {backend: detoxify}}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+
+from consumers.warehouse import DEFAULT_RETENTION_DAYS, validate_dsn
+
+try:  # the scorers land separately; until they do, their section stays a plain mapping
+    from consumers.scorers.config import ScorersConfig as _ScorersConfig
+except ImportError:  # pragma: no cover - depends on the tree
+    _ScorersConfig = None  # type: ignore[assignment,misc]
+
+ARCHIVER = "archiver"
+DEFAULT_PIPELINES = (ARCHIVER, "toxicity", "factuality", "drift")
+
+
+class BatchConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    max_records: PositiveInt = 500  # a batch closes at this many messages...
+    max_wait_ms: PositiveInt = 1000  # ...or this long after its first message
+
+
+class WorkerConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    # None -> chdb:///<home>/warehouse (filled in by ``from_settings``)
+    warehouse_dsn: str | None = None
+    pipelines: tuple[str, ...] = DEFAULT_PIPELINES
+    batch: BatchConfig = BatchConfig()
+    batch_overrides: dict[str, BatchConfig] = Field(default_factory=dict)  # pipeline name -> batch
+    max_rows_per_insert: PositiveInt = 50_000
+    retry_base_s: PositiveFloat = 0.2  # sink/scorer retry backoff (with jitter), partitions paused meanwhile
+    retry_max_s: PositiveFloat = 5.0
+    shutdown_timeout_s: PositiveFloat = 30.0  # to finish the batch in flight
+    # consumer group timing and fetch bounds (aiokafka)
+    session_timeout_ms: PositiveInt = 10_000
+    heartbeat_interval_ms: PositiveInt = 3_000
+    max_poll_interval_ms: PositiveInt = 300_000
+    fetch_max_bytes: PositiveInt = 16 * 1024 * 1024
+    max_partition_fetch_bytes: PositiveInt = 2 * 1024 * 1024
+    console_host: str = "127.0.0.1"
+    console_port: int = Field(default=8081, ge=0, le=65535)  # 0 = any free port (tests)
+    events_retention_days: PositiveInt = DEFAULT_RETENTION_DAYS
+    # a ScorersConfig once consumers.scorers is installed
+    scorers: Any = Field(default_factory=dict, validate_default=True)
+
+    @field_validator("warehouse_dsn")
+    @classmethod
+    def _dsn(cls, value: str | None) -> str | None:
+        return None if value is None else validate_dsn(value)
+
+    @field_validator("pipelines")
+    @classmethod
+    def _pipelines(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("pipelines must not repeat a name")
+        known = known_pipelines()
+        unknown = [name for name in value if known is not None and name not in known]
+        if unknown:
+            raise ValueError(f"unknown pipelines {unknown}; known: {sorted(known or ())}")
+        return value
+
+    @field_validator("scorers", mode="before")
+    @classmethod
+    def _scorers(cls, value: Any) -> Any:
+        if _ScorersConfig is None or isinstance(value, _ScorersConfig):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError("scorers must be a mapping")  # noqa: TRY004 -- pydantic wants ValueError
+        try:
+            return _ScorersConfig.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError("; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+
+    def batch_for(self, pipeline: str) -> BatchConfig:
+        return self.batch_overrides.get(pipeline, self.batch)
+
+    def dsn(self, home: Path) -> str:
+        return self.warehouse_dsn or f"chdb://{home.expanduser().resolve() / 'warehouse'}"
+
+    def consumer_options(self) -> dict[str, Any]:
+        return {"session_timeout_ms": self.session_timeout_ms,
+                "heartbeat_interval_ms": self.heartbeat_interval_ms,
+                "max_poll_interval_ms": self.max_poll_interval_ms,
+                "fetch_max_bytes": self.fetch_max_bytes,
+                "max_partition_fetch_bytes": self.max_partition_fetch_bytes}
+
+
+def known_pipelines() -> set[str] | None:
+    """The archiver plus the scorer names; None while the scorers package is absent (not checked)."""
+    try:
+        from consumers.scorers import SCORER_FACTORIES
+    except ImportError:
+        return None
+    return {ARCHIVER, *SCORER_FACTORIES}

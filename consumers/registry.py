@@ -1,0 +1,84 @@
+"""Pipeline name -> factory. Each pipeline consumes in its own consumer group:
+``gatewatch-archiver`` for the archiver, ``gatewatch-scorer-<name>`` for each scorer.
+
+Scorer pipelines take their scorer from ``consumers.scorers.SCORER_FACTORIES`` (imported lazily, so a
+worker without the scoring stack still runs the archiver).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from consumers.archiver import EventsArchiver
+from consumers.config import ARCHIVER, WorkerConfig
+from consumers.contracts import Scorer
+from consumers.metrics import ConsumerMetrics
+from consumers.pipeline import Pipeline, RetryPolicy
+from consumers.sinks.clickhouse import ClickHouseSink
+from consumers.sources.kafka import KafkaSource, KafkaSourceConfig
+from consumers.warehouse import Warehouse
+from schemas.config import KafkaConfig
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineContext:
+    kafka: KafkaConfig
+    worker: WorkerConfig
+    warehouse: Warehouse
+    metrics: ConsumerMetrics
+    dlq_owner: str  # the one pipeline of this worker that produces invalid messages to the DLQ
+
+
+PipelineFactory = Callable[[PipelineContext], Pipeline]
+
+
+def group_id(name: str) -> str:
+    return "gatewatch-archiver" if name == ARCHIVER else f"gatewatch-scorer-{name}"
+
+
+def dlq_owner(pipelines: tuple[str, ...] | list[str]) -> str:
+    """Every pipeline sees an invalid message; only one dead-letters it (the archiver when it runs)."""
+    return ARCHIVER if ARCHIVER in pipelines else pipelines[0]
+
+
+def _pipeline(name: str, ctx: PipelineContext, stages: list[Scorer]) -> Pipeline:
+    batch = ctx.worker.batch_for(name)
+    source = KafkaSource(name, ctx.kafka, KafkaSourceConfig(
+        group_id=group_id(name), max_records=batch.max_records, max_wait_ms=batch.max_wait_ms,
+        dead_letter=name == ctx.dlq_owner, consumer_options=ctx.worker.consumer_options()),
+        metrics=ctx.metrics)
+    sink = ClickHouseSink(ctx.warehouse.new_client, max_rows_per_insert=ctx.worker.max_rows_per_insert)
+    retry = RetryPolicy(ctx.worker.retry_base_s, ctx.worker.retry_max_s)
+    return Pipeline(name, source, stages, sink, retry=retry, metrics=ctx.metrics)
+
+
+def archiver_pipeline(ctx: PipelineContext) -> Pipeline:
+    return _pipeline(ARCHIVER, ctx, [EventsArchiver()])
+
+
+def scorer_pipeline_factory(name: str) -> PipelineFactory:
+    def build(ctx: PipelineContext) -> Pipeline:
+        from consumers.scorers import SCORER_FACTORIES
+
+        return _pipeline(name, ctx, [SCORER_FACTORIES[name](ctx.worker.scorers)])
+
+    return build
+
+
+def pipeline_factories() -> dict[str, PipelineFactory]:
+    factories: dict[str, PipelineFactory] = {ARCHIVER: archiver_pipeline}
+    try:
+        from consumers.scorers import SCORER_FACTORIES
+    except ImportError:
+        return factories
+    factories.update({name: scorer_pipeline_factory(name) for name in SCORER_FACTORIES})
+    return factories
+
+
+def build_pipelines(ctx: PipelineContext) -> list[Pipeline]:
+    factories = pipeline_factories()
+    missing = [name for name in ctx.worker.pipelines if name not in factories]
+    if missing:
+        raise ValueError(f"pipelines not available in this install: {missing}")
+    return [factories[name](ctx) for name in ctx.worker.pipelines]

@@ -1,0 +1,107 @@
+"""ClickHouse sink: one insert per table per batch (chunked), through ``asyncio.to_thread``.
+
+Idempotent by construction: every table is a ReplacingMergeTree keyed by the fact's id, so writing a
+batch twice (redelivery after a crash between write and commit) leaves one row per fact under FINAL.
+
+Driver exceptions are mapped by class (and, for server errors, by numeric code) at this boundary:
+- ``TransientError`` (retry, do not commit): network/operational errors, server overload, timeouts,
+  and unknown server errors such as a missing table — better to stall and page than to dead-letter.
+- ``PermanentError`` (dead-letter): the data cannot be written (type, range, parse errors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Callable, Sequence
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+)
+
+from consumers.contracts import PermanentError, Row, TableRows, TransientError
+from consumers.warehouse import DATABASE
+
+log = logging.getLogger(__name__)
+
+# server error codes that mean "this data can never be inserted as is"
+_BAD_DATA_CODES = frozenset({
+    6,  # CANNOT_PARSE_TEXT
+    16,  # NO_SUCH_COLUMN_IN_TABLE
+    26, 27, 38, 41, 72,  # CANNOT_PARSE_* (quoted string, assertion, date, datetime, number)
+    43,  # ILLEGAL_TYPE_OF_ARGUMENT
+    53,  # TYPE_MISMATCH
+    69,  # ARGUMENT_OUT_OF_BOUND
+    70,  # CANNOT_CONVERT_TYPE
+    117,  # INCORRECT_DATA
+    321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+})
+
+
+def classify(exc: BaseException) -> type[TransientError] | type[PermanentError]:
+    """The contract error a driver exception maps to."""
+    if isinstance(exc, DataError | IntegrityError | NotSupportedError | ValueError | TypeError | struct.error):
+        return PermanentError
+    if isinstance(exc, OperationalError | InterfaceError | InternalError | OSError | TimeoutError):
+        return TransientError
+    if isinstance(exc, ProgrammingError):
+        return PermanentError if getattr(exc, "code", None) in _BAD_DATA_CODES else TransientError
+    if isinstance(exc, DatabaseError):
+        return PermanentError if exc.code in _BAD_DATA_CODES else TransientError
+    return TransientError
+
+
+def columns_of(rows: Sequence[Row]) -> list[str]:
+    """Column names in order of first appearance; a row without a column inserts NULL/default there."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row))
+    return list(seen)
+
+
+class ClickHouseSink:
+    def __init__(self, client_factory: Callable[[], Client], *, database: str = DATABASE,
+                 max_rows_per_insert: int = 50_000) -> None:
+        if max_rows_per_insert <= 0:
+            raise ValueError("max_rows_per_insert must be positive")
+        self.client_factory = client_factory
+        self.database = database
+        self.max_rows_per_insert = max_rows_per_insert
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()  # one insert at a time per client
+
+    async def start(self) -> None:
+        if self._client is None:
+            self._client = self.client_factory()
+
+    async def stop(self) -> None:
+        self._client = None  # the Warehouse that made it closes it
+
+    async def write(self, rows: TableRows) -> None:
+        client = self._client
+        if client is None:
+            raise TransientError("sink not started")
+        async with self._lock:
+            for table, table_rows in rows.items():
+                for start in range(0, len(table_rows), self.max_rows_per_insert):
+                    await self._insert(client, table, table_rows[start:start + self.max_rows_per_insert])
+
+    async def _insert(self, client: Client, table: str, rows: Sequence[Row]) -> None:
+        if not rows:
+            return
+        columns = columns_of(rows)
+        data = [[row.get(c) for c in columns] for row in rows]
+        try:
+            await asyncio.to_thread(client.insert, f"{self.database}.{table}", data, column_names=columns)
+        except Exception as exc:
+            error = classify(exc)
+            raise error(f"insert into {table} ({len(rows)} rows): {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,250 @@
+"""Kafka source: one aiokafka consumer group per pipeline, manual commits only.
+
+- Batches by count and time: records are gathered with ``getmany(max_records=..., timeout_ms=...)`` until
+  ``max_records`` or ``max_wait_ms`` after the first record, whichever comes first.
+- Every message is validated with ``Event.model_validate_json``; one that does not validate is
+  dead-lettered (``dead_letter=True``: produced unchanged to the DLQ topic, reason in headers) or only
+  counted (``dead_letter=False``: another pipeline of the same worker owns the DLQ), and committed.
+- ``commit`` sends the batch's dead letters, then commits ``{tp: last_offset + 1}`` per partition.
+  A commit lost to a rebalance is counted and dropped (the batch is redelivered, rows are idempotent).
+- ``pause``/``idle``/``resume``: while the sink fails the pipeline holds its batch with every partition
+  paused and keeps polling (which returns nothing), so the group membership stays alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
+from pydantic import ValidationError
+
+from consumers.contracts import TransientError
+from consumers.metrics import ConsumerMetrics, default_metrics
+from consumers.pipeline import Batch, DeadLetter, Origin
+from schemas.config import KafkaConfig
+from schemas.events import Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSourceConfig:
+    group_id: str
+    max_records: int = 500
+    max_wait_ms: int = 1000
+    dead_letter: bool = True
+    auto_offset_reset: str = "earliest"
+    # passed to AIOKafkaConsumer as is (session_timeout_ms, heartbeat_interval_ms, fetch_max_bytes, ...)
+    consumer_options: dict[str, Any] = field(default_factory=dict)
+
+
+def kafka_client_options(cfg: KafkaConfig) -> dict[str, Any]:
+    if not cfg.bootstrap_servers:
+        raise ValueError("kafka.bootstrap_servers is not set")
+    opts: dict[str, Any] = {"bootstrap_servers": cfg.bootstrap_servers, "client_id": cfg.client_id,
+                            "request_timeout_ms": cfg.request_timeout_ms,
+                            "security_protocol": cfg.security_protocol}
+    if cfg.sasl_mechanism:
+        opts.update(sasl_mechanism=cfg.sasl_mechanism, sasl_plain_username=cfg.sasl_username,
+                    sasl_plain_password=cfg.sasl_password)
+    return opts
+
+
+async def ensure_topics(cfg: KafkaConfig) -> list[str]:
+    """Create the events and DLQ topics when missing; return the names created."""
+    admin = AIOKafkaAdminClient(**kafka_client_options(cfg))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in (cfg.topic, cfg.dlq_topic) if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics([NewTopic(t, cfg.partitions, cfg.replication_factor) for t in missing])
+            except TopicAlreadyExistsError:
+                log.info("topics created concurrently by another process")
+        return missing
+    finally:
+        await admin.close()
+
+
+def parse(record: ConsumerRecord[bytes, bytes]) -> Event | DeadLetter:
+    origin = Origin(record.topic, record.partition, record.offset, record.key, record.value)
+    if record.value is None:
+        return DeadLetter(origin, "invalid_json", "empty message value")
+    try:
+        return Event.model_validate_json(record.value)
+    except ValidationError as exc:
+        reason = "invalid_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "invalid_event"
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
+        return DeadLetter(origin, reason, detail[:1000])
+
+
+def dead_letter_headers(dead: DeadLetter, pipeline: str) -> list[tuple[str, bytes]]:
+    o = dead.origin
+    return [("gatewatch-dlq-reason", dead.reason.encode()), ("gatewatch-dlq-error", dead.error.encode()),
+            ("gatewatch-dlq-pipeline", pipeline.encode()), ("gatewatch-source-topic", o.topic.encode()),
+            ("gatewatch-source-partition", str(o.partition).encode()),
+            ("gatewatch-source-offset", str(o.offset).encode())]
+
+
+class _Repause(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Keep newly assigned partitions paused while the pipeline holds a batch."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("%s: assigned %d partitions", self.source.name, len(assigned))
+        if self.source.paused and self.source.consumer is not None and assigned:
+            self.source.consumer.pause(*assigned)
+
+
+class KafkaSource:
+    def __init__(self, name: str, kafka: KafkaConfig, cfg: KafkaSourceConfig, *,
+                 metrics: ConsumerMetrics | None = None) -> None:
+        self.name = name
+        self.kafka = kafka
+        self.cfg = cfg
+        self.metrics = metrics or default_metrics()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.paused = False
+        self._stopping = False
+        self._committed: dict[TopicPartition, int] = {}
+
+    async def start(self) -> None:
+        if self.consumer is not None:
+            return
+        opts = kafka_client_options(self.kafka)
+        if self.cfg.dead_letter:  # downstream first
+            self.producer = AIOKafkaProducer(**opts, acks="all")
+            await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            **opts, group_id=self.cfg.group_id, enable_auto_commit=False,
+            auto_offset_reset=self.cfg.auto_offset_reset, **self.cfg.consumer_options)
+        self.consumer.subscribe([self.kafka.topic], listener=_Repause(self))
+        await self.consumer.start()
+        log.info("%s: consuming %s as group %s", self.name, self.kafka.topic, self.cfg.group_id)
+
+    def request_stop(self) -> None:
+        self._stopping = True
+
+    async def stop(self) -> None:
+        self._stopping = True
+        consumer, self.consumer = self.consumer, None
+        producer, self.producer = self.producer, None
+        if consumer is not None:  # upstream first
+            await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        while not self._stopping:
+            batch = await self._gather()
+            if batch.offsets:
+                yield batch
+
+    async def _gather(self) -> Batch:
+        consumer = self._require()
+        batch = Batch(events=[], origins=[], offsets={})
+        count, deadline = 0, None
+        loop = asyncio.get_running_loop()
+        while count < self.cfg.max_records and not self._stopping:
+            remaining = self.cfg.max_wait_ms if deadline is None else int((deadline - loop.time()) * 1000)
+            if remaining <= 0:
+                break
+            data = await consumer.getmany(timeout_ms=remaining, max_records=self.cfg.max_records - count)
+            for tp, records in data.items():
+                for record in records:
+                    self._add(batch, record)
+                batch.offsets[tp] = records[-1].offset + 1
+                count += len(records)
+            if count and deadline is None:
+                deadline = loop.time() + self.cfg.max_wait_ms / 1000
+            if not count:
+                break  # idle: hand control back so a stop request is seen
+        return batch
+
+    def _add(self, batch: Batch, record: ConsumerRecord[bytes, bytes]) -> None:
+        parsed = parse(record)
+        if isinstance(parsed, DeadLetter):
+            batch.dead.append(parsed)
+        else:
+            batch.events.append(parsed)
+            batch.origins.append(Origin(record.topic, record.partition, record.offset, record.key, record.value))
+
+    async def commit(self, batch: Batch) -> None:
+        await self._dead_letter(batch.dead)
+        consumer = self._require()
+        offsets = {tp: off for tp, off in batch.offsets.items() if off > self._committed.get(tp, -1)}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            self.metrics.commit_failures.labels(self.name).inc()
+            log.warning("%s: commit lost to a rebalance (%s); the batch will be redelivered", self.name, exc)
+            return
+        except KafkaError as exc:
+            if exc.retriable:
+                raise TransientError(f"commit failed: {exc!r}") from exc
+            raise
+        self._committed.update(offsets)
+        self._update_lag(consumer)
+
+    async def _dead_letter(self, dead: list[DeadLetter]) -> None:
+        if not dead:
+            return
+        if self.producer is not None:
+            try:
+                futures = [await self.producer.send(self.kafka.dlq_topic, value=d.origin.value,
+                                                    key=d.origin.key, headers=dead_letter_headers(d, self.name))
+                           for d in dead]
+                await asyncio.gather(*futures)
+            except KafkaError as exc:
+                raise TransientError(f"dead-letter produce failed: {exc!r}") from exc
+        for reason in {d.reason for d in dead}:
+            self.metrics.dead_lettered.labels(self.name, reason).inc(sum(d.reason == reason for d in dead))
+        dead.clear()  # done: a retried commit must not send them again
+
+    def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        lag = 0
+        for tp in consumer.assignment():
+            high, done = consumer.highwater(tp), self._committed.get(tp)
+            if high is not None and done is not None:
+                lag += max(0, high - done)
+        self.metrics.lag.labels(self.name).set(lag)
+
+    async def pause(self) -> None:
+        self.paused = True
+        if self.consumer is not None:
+            self.consumer.pause(*self.consumer.assignment())
+
+    async def resume(self) -> None:
+        self.paused = False
+        if self.consumer is not None:
+            self.consumer.resume(*self.consumer.assignment())
+
+    async def idle(self, seconds: float) -> None:
+        """Poll paused partitions for ``seconds`` (keeps ``max_poll_interval`` happy); records that slip
+        through (a partition assigned unpaused) are un-read by seeking back to them."""
+        consumer = self._require()
+        consumer.pause(*consumer.assignment())
+        data = await consumer.getmany(timeout_ms=max(1, int(seconds * 1000)))
+        for tp, records in data.items():
+            consumer.seek(tp, records[0].offset)
+
+    def _require(self) -> AIOKafkaConsumer:
+        if self.consumer is None:
+            raise RuntimeError(f"{self.name}: source not started")
+        return self.consumer
