@@ -39,6 +39,7 @@ class Embedder:
             lambda: load_sentence_transformer(path, device, dtype),
         )
         self.path = path
+        self.device = device
         self.name = embed_model_name(path)
         length = min(max_length, int(self.model.max_seq_length or max_length))
         st = self.model

@@ -51,6 +51,7 @@ class DriftScorer:
     def __init__(self, cfg: ScorersConfig, embedder: Embedder | None = None) -> None:
         self._cfg, self._d = cfg, cfg.drift
         self._embedder = embedder
+        self._device = embedder.device if embedder is not None else None
         self._states: OrderedDict[tuple[str, str, str], _KeyState] = OrderedDict()
         self._rng = np.random.default_rng(cfg.drift.seed)
         self.dropped_windows = 0  # windows closed below min_window
@@ -58,6 +59,7 @@ class DriftScorer:
     async def start(self) -> None:
         if self._embedder is None:
             self._embedder = await asyncio.to_thread(self._load)
+            self._device = self._embedder.device
             log.info("drift scorer: embed model %s", self._embedder.name)
 
     def _load(self) -> Embedder:
@@ -156,7 +158,7 @@ class DriftScorer:
             self.dropped_windows += 1
             return []
         dist = centroid_cosine_distance(st.centroid, window)
-        mmd2, pvalue = mmd2_permutation(st.base, window, self._d.permutations, self._rng)
+        mmd2, pvalue = mmd2_permutation(st.base, window, self._d.permutations, self._rng, self._device)
         drifted = int(pvalue < self._d.pvalue_threshold and dist >= self._d.distance_threshold)
         now = utcnow()
         tenant, model, f = key

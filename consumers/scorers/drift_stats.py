@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -15,23 +16,30 @@ def centroid_cosine_distance(base_centroid: np.ndarray, window: np.ndarray) -> f
 
 
 def mmd2_permutation(
-    x: np.ndarray, y: np.ndarray, permutations: int, rng: np.random.Generator
+    x: np.ndarray,
+    y: np.ndarray,
+    permutations: int,
+    rng: np.random.Generator,
+    device: torch.device | None = None,
 ) -> tuple[float, float]:
     """Biased MMD² (V-statistic) with an RBF kernel and a permutation-test p-value.
 
     Bandwidth: the median pairwise squared distance of the pooled sample. With the weight vector
-    a = (1/m, ..., -1/n, ...) the statistic is aᵀKa, so all permutations cost one (P, N) @ (N, N) product.
+    a = (1/m, ..., -1/n, ...) the statistic is aᵀKa, so all permutations cost one (P, N) @ (N, N) product
+    (run on ``device``: the GPU when the scorer has one).
     """
-    z = np.concatenate([x, y]).astype(np.float64)
     m, n = len(x), len(y)
-    sq_norms = (z * z).sum(axis=1)
-    d2 = np.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * (z @ z.T), 0.0)
-    off = d2[np.triu_indices(m + n, k=1)]
-    bandwidth = float(np.median(off)) if off.size else 1.0
-    k = np.exp(-d2 / max(bandwidth, 1e-12))
-    a = np.concatenate([np.full(m, 1.0 / m), np.full(n, -1.0 / n)])
-    observed = float(a @ k @ a)
-    perms = np.stack([a[rng.permutation(m + n)] for _ in range(permutations)])
-    null = np.einsum("pi,pi->p", perms @ k, perms)
-    pvalue = (1.0 + float((null >= observed - 1e-12).sum())) / (1.0 + permutations)
+    dev = device or torch.device("cpu")
+    dtype = torch.float64 if dev.type == "cpu" else torch.float32
+    z = torch.from_numpy(np.concatenate([x, y])).to(dev, dtype)
+    d2 = torch.cdist(z, z).square_()
+    off = d2[torch.triu_indices(m + n, m + n, offset=1, device=dev).unbind()]
+    bandwidth = float(off.median()) if off.numel() else 1.0
+    k = torch.exp(-d2 / max(bandwidth, 1e-12))
+    a_np = np.concatenate([np.full(m, 1.0 / m), np.full(n, -1.0 / n)])
+    perms = np.stack([a_np[rng.permutation(m + n)] for _ in range(permutations)])
+    a = torch.from_numpy(np.concatenate([a_np[None], perms])).to(dev, dtype)
+    stats = ((a @ k) * a).sum(dim=1).cpu().numpy()
+    observed, null = float(stats[0]), stats[1:]
+    pvalue = (1.0 + float((null >= observed - 1e-9).sum())) / (1.0 + permutations)
     return max(observed, 0.0), pvalue
