@@ -162,3 +162,11 @@ def json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://gatewatch.dev/schemas/events.v1.json"
     return schema
+
+
+if __name__ == "__main__":  # regenerate the committed JSON Schema: python -m schemas.events
+    from pathlib import Path
+
+    out = Path(__file__).with_name("events.v1.json")
+    out.write_bytes(orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    print(f"wrote {out}")
