@@ -207,18 +207,19 @@ class EventEmitter:
         records, skipped = self._spool.read(self._cfg.batch_max)
         if skipped:
             self._drop("corrupt", "corrupt spool records skipped")
-        if not records:  # caught up; switch back to the queue without an await in between
-            self._spool.reset()
+        if self._spool.read_to_end:
+            # last spool batch: newer events may queue up behind it (no await since the read, so the
+            # spool holds nothing newer); if it fails they are spooled after it, still in order
             self._spooling = False
+        if records:
+            delivered, failed = await self._send(producer, records)
+            if failed:
+                return False  # cursor not committed: the batch is read again (at-least-once)
+            self._spool.commit()
+            m.REPLAYED.inc(delivered)
+        if not self._spooling and self._spool.reset():
             self._warned.clear()
-            self._update_spool_gauge()
             log.info("spool replayed, back to live delivery")
-            return True
-        delivered, failed = await self._send(producer, records)
-        if failed:
-            return False  # cursor not committed: the batch is read again (at-least-once)
-        self._spool.commit()
-        m.REPLAYED.inc(delivered)
         self._update_spool_gauge()
         return True
 

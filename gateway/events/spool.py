@@ -264,13 +264,20 @@ class Spool:
         self._cursor, self._read_end = self._read_end, None
         self._store_cursor()
 
-    def reset(self) -> None:
-        """Everything was replayed: drop the active segment so the next append starts a new one."""
+    @property
+    def read_to_end(self) -> bool:
+        """The last ``read`` returned everything written so far."""
+        pos = self._read_end or self._cursor
+        return self._w_id < 0 or pos == (self._w_id, self._sizes[self._w_id])
+
+    def reset(self) -> bool:
+        """If everything was replayed, delete the active segment (the next append starts a new one)."""
         if self._w_id < 0:
-            return
+            return True
         if self._cursor != (self._w_id, self._sizes[self._w_id]):
-            raise ValueError("spool still has unreplayed records")
+            return False
         self._finish_segment(self._w_id)
+        return True
 
     def _finish_segment(self, seg: int) -> None:
         if seg == self._w_id and self._writer is not None:
