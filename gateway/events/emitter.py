@@ -26,32 +26,24 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import (
-    CorruptRecordException,
-    InvalidTopicError,
-    KafkaConnectionError,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-)
+from aiokafka.errors import KafkaError
 
 from gateway.config import EmitterConfig
 from gateway.events import metrics as m
+from gateway.events.delivery import MAX_REQUEST_BYTES, close_producer, producer_kwargs, send_records
 from gateway.events.spool import MAX_KEY_BYTES, Record, Spool, fsync_paths
-from gateway.events.topics import client_kwargs, ensure_topic
+from gateway.events.topics import ensure_topic
 from schemas.config import KafkaConfig
 from schemas.events import Event
 
 log = logging.getLogger(__name__)
 
-MAX_REQUEST_BYTES = 1 << 20  # producer max_request_size (Kafka's default message.max.bytes is ~1 MiB)
 _RECORD_OVERHEAD = 128  # record batch framing, headers, timestamps
-_PERMANENT = (MessageSizeTooLargeError, RecordListTooLargeError, CorruptRecordException, InvalidTopicError)
 SYNC_INTERVAL_S = 0.5  # spool: write(2) the buffer and fsync (in a thread) at most this often
 
 
@@ -162,7 +154,7 @@ class EventEmitter:
                     self._inflight = []
                     self._enter_spooling()
                 finally:
-                    await _close_producer(producer, abandon=not ok)
+                    await close_producer(producer, abandon=not ok)
                 if ok:
                     return
                 self._set_broker_up(False)
@@ -225,45 +217,17 @@ class EventEmitter:
 
     async def _send(self, producer: AIOKafkaProducer, batch: list[Record]) -> tuple[int, list[Record]]:
         """Send and await acknowledgements: (delivered count, records to retry, in order)."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        futs: list[asyncio.Future[Any] | None] = []
-        error: BaseException | None = None
-        try:
-            async with asyncio.timeout(self._delivery_timeout):
-                for key, value in batch:
-                    try:
-                        futs.append(await producer.send(self._kafka.topic, value, key=key))
-                    except _PERMANENT:
-                        self._drop("rejected", "broker rejected an event")
-                        futs.append(None)
-        except (KafkaError, TimeoutError) as exc:
-            error = exc
-        pending = {f for f in futs if f is not None}
-        if pending:
-            left = max(0.0, started + self._delivery_timeout - loop.time())
-            _, pending = await asyncio.wait(pending, timeout=left)
-        delivered, failed = 0, list(batch[len(futs):])
-        for rec, fut in zip(batch, futs, strict=False):
-            if fut is None:
-                continue
-            if fut in pending:
-                fut.add_done_callback(_consume_exception)
-                failed.append(rec)
-            elif (exc := fut.exception()) is None:
-                delivered += 1
-            elif isinstance(exc, _PERMANENT):
-                self._drop("rejected", "broker rejected an event")
-            else:
-                error = error or exc
-                failed.append(rec)
-        m.SEND_SECONDS.observe(loop.time() - started)
-        m.DELIVERED.inc(delivered)
-        if failed:
-            name = type(error).__name__ if error is not None else "DeliveryTimeout"
-            m.DELIVERY_ERRORS.labels(name).inc()
-            log.warning("delivery failed (%s): %d events to the spool", name, len(failed))
-        return delivered, failed
+        started = time.perf_counter()
+        result = await send_records(producer, self._kafka.topic, batch, self._delivery_timeout)
+        m.SEND_SECONDS.observe(time.perf_counter() - started)
+        m.DELIVERED.inc(result.delivered)
+        if result.rejected:
+            m.DROPPED.labels("rejected").inc(result.rejected)
+            self._warn_once("rejected", "broker rejected %d events for good", result.rejected)
+        if result.failed:
+            m.DELIVERY_ERRORS.labels(result.error or "unknown").inc()
+            log.warning("delivery failed (%s): %d events to the spool", result.error, len(result.failed))
+        return result.delivered, [batch[i] for i in result.failed]
 
     async def _connect(self) -> AIOKafkaProducer | None:
         producer = AIOKafkaProducer(**self._producer_kwargs)
@@ -278,7 +242,7 @@ class EventEmitter:
                 log.warning("broker %s unreachable (%s), spooling; retry every %.1fs",
                             self._kafka.bootstrap_servers, type(exc).__name__, self._cfg.retry_interval_s)
             self._set_broker_up(False)
-            await _close_producer(producer, abandon=True)
+            await close_producer(producer, abandon=True)
             return None
         self._set_broker_up(True)
         return producer
@@ -358,30 +322,6 @@ class EventEmitter:
         return len(self._queue)
 
 
-def producer_kwargs(kafka: KafkaConfig, cfg: EmitterConfig) -> dict[str, Any]:
-    return {
-        **client_kwargs(kafka),
-        "acks": "all",
-        "enable_idempotence": False,  # tansu does not support it (aiokafka speaks InitProducerId v0)
-        "compression_type": None if cfg.compression == "none" else cfg.compression,
-        "linger_ms": cfg.linger_ms,
-        "max_batch_size": 256 << 10,
-        "max_request_size": MAX_REQUEST_BYTES,
-    }
-
-
-async def _close_producer(producer: AIOKafkaProducer, abandon: bool) -> None:
-    if abandon:  # fail what the producer still holds (it is in our spool) so stop() does not wait for it
-        acc = getattr(producer, "_message_accumulator", None)
-        if acc is not None:
-            acc.fail_all(KafkaConnectionError("abandoned by the emitter"))
-    try:
-        async with asyncio.timeout(2.0):
-            await producer.stop()
-    except (KafkaError, OSError, TimeoutError) as exc:
-        log.warning("producer did not close cleanly (%s)", type(exc).__name__)
-
-
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     try:
@@ -390,9 +330,3 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         current = asyncio.current_task()
         if current is not None and current.cancelling():
             raise  # we were cancelled ourselves, not just the task
-
-
-def _consume_exception(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
-
