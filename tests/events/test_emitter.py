@@ -94,6 +94,7 @@ async def test_queue_full_spools_and_spool_full_drops_counted(spool_dir: Path, m
         n = 500  # ~400 bytes each: far more than 64 KiB
         for i in range(n):
             em.emit(make_event(i))  # must not raise
+        assert em.queue_depth == 10  # queue full first, then the spool, then drops
         spooled, dropped = metrics("spooled"), metrics("dropped", "spool_full")
         assert spooled > 0 and dropped > 0
         assert spooled + dropped + em.queue_depth == n + 5
@@ -135,3 +136,21 @@ async def test_stop_before_start_is_safe(spool_dir: Path) -> None:
     em = EventEmitter(kafka_config("127.0.0.1:1"), emitter_config(), spool_dir)
     await em.stop(0.1)
     await em.stop(0.1)
+
+
+async def test_queue_overflow_with_live_broker_spools_and_replays_in_order(
+    broker: TansuBroker, spool_dir: Path, metrics: Metrics
+) -> None:
+    kafka = kafka_config(broker.bootstrap)
+    events = [make_event(i, tenant="initech") for i in range(2000)]
+    async with Collector(kafka) as col, running(EventEmitter(kafka, emitter_config(queue_max=50), spool_dir)) as em:
+        await drain(lambda: em.queue_depth == 0 and not em.spooling, timeout=5)
+        for ev in events:  # a burst with no await in between: the queue overflows into the spool
+            em.emit(ev)
+        assert em.spooling and em.queue_depth == 50
+        await col.wait_for(len(events), timeout=20)
+        await drain(lambda: not em.spooling, timeout=5)
+    assert col.event_ids() == [e.event_id for e in events]  # one partition: the queue first, then the spool
+    assert metrics("spooled") == len(events) - 50
+    assert metrics("replayed") == len(events) - 50
+    assert not any(spool_dir.glob("*.seg"))  # replayed segments are deleted
