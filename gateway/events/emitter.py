@@ -163,6 +163,8 @@ class EventEmitter:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._cfg.retry_interval_s)
+            if self._state != "running":
+                return  # stopping while the broker is away: everything is in the spool already
 
     async def _pump(self, producer: AIOKafkaProducer) -> bool:
         """Move records until stopped (True) or a delivery fails (False)."""
@@ -258,12 +260,12 @@ class EventEmitter:
     async def _sync_loop(self) -> None:
         while True:
             await asyncio.sleep(SYNC_INTERVAL_S)
-            targets = self._spool.fsync_targets()
-            if targets is not None:
-                try:
+            try:
+                targets = self._spool.fsync_targets()
+                if targets is not None:
                     await asyncio.to_thread(fsync_paths, targets)
-                except OSError as exc:
-                    self._warn_once("fsync", "spool fsync failed: %s", exc)
+            except OSError as exc:
+                self._warn_once("fsync", "spool flush/fsync failed: %s", exc)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _enter_spooling(self) -> None:
