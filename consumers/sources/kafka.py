@@ -163,7 +163,14 @@ class KafkaSource:
             remaining = self.cfg.max_wait_ms if deadline is None else int((deadline - loop.time()) * 1000)
             if remaining <= 0:
                 break
-            data = await consumer.getmany(timeout_ms=remaining, max_records=self.cfg.max_records - count)
+            try:
+                data = await consumer.getmany(timeout_ms=remaining, max_records=self.cfg.max_records - count)
+            except KafkaError as exc:
+                if not exc.retriable:
+                    raise
+                log.warning("%s: fetch failed (%r), retrying", self.name, exc)
+                await asyncio.sleep(0.5)
+                break
             for tp, records in data.items():
                 for record in records:
                     self._add(batch, record)

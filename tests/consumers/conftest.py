@@ -115,12 +115,13 @@ async def read_topic(kafka: KafkaConfig, topic: str, count: int, timeout: float 
 
 
 def make_pipeline(kafka: KafkaConfig, warehouse: Warehouse, metrics: ConsumerMetrics, *,
-                  name: str = "archiver", group: str = "gatewatch-archiver", sink: Sink | None = None,
+                  name: str = "archiver", group: str | None = None, sink: Sink | None = None,
                   scorers: Sequence[Scorer] | None = None, max_records: int = 100, max_wait_ms: int = 300,
                   dead_letter: bool = True) -> Pipeline:
+    # one group per test (a group outlives its members on the broker); the worker test uses the real names
     source = KafkaSource(name, kafka, KafkaSourceConfig(
-        group_id=group, max_records=max_records, max_wait_ms=max_wait_ms, dead_letter=dead_letter,
-        consumer_options=dict(GROUP_OPTIONS)), metrics=metrics)
+        group_id=group or f"group-{kafka.topic}", max_records=max_records, max_wait_ms=max_wait_ms,
+        dead_letter=dead_letter, consumer_options=dict(GROUP_OPTIONS)), metrics=metrics)
     return Pipeline(name, source, [EventsArchiver()] if scorers is None else scorers,
                     sink or ClickHouseSink(warehouse.new_client), retry=RetryPolicy(0.05, 0.3), metrics=metrics)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumers.contracts import PermanentError, TableRows, TransientError
 from consumers.metrics import ConsumerMetrics
@@ -121,7 +122,7 @@ async def test_scorer_rejects_one_event(kafka: KafkaConfig, warehouse: Warehouse
     events = [make_event(i, tenant="acme") for i in range(10)]
     events[3] = make_event(3, tenant="acme", metadata={"poison": "1"})
     await produce(kafka, events)
-    pipeline = make_pipeline(kafka, warehouse, metrics, name="picky", group="gatewatch-scorer-picky",
+    pipeline = make_pipeline(kafka, warehouse, metrics, name="picky",
                              scorers=[PickyScorer()], dead_letter=True)
     started.append(pipeline)
     await pipeline.start()
@@ -134,3 +135,41 @@ async def test_scorer_rejects_one_event(kafka: KafkaConfig, warehouse: Warehouse
 
 async def _rows_in(warehouse: Warehouse, table: str, n: int) -> bool:
     return await rows_final(warehouse, table) == n
+
+
+class SlowSink:
+    def __init__(self, inner: ClickHouseSink) -> None:
+        self.inner = inner
+        self.writing = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+    async def write(self, rows: TableRows) -> None:
+        self.writing.set()
+        await asyncio.sleep(0.5)
+        await self.inner.write(rows)
+
+
+async def test_graceful_stop_finishes_and_commits_the_batch(kafka: KafkaConfig, warehouse: Warehouse,
+                                                            metrics: ConsumerMetrics) -> None:
+    events = [make_event(i) for i in range(30)]
+    await produce(kafka, events)
+    sink = SlowSink(ClickHouseSink(warehouse.new_client))
+    pipeline = make_pipeline(kafka, warehouse, metrics, sink=sink, max_records=1000, max_wait_ms=1000)
+    await pipeline.start()
+    await asyncio.wait_for(sink.writing.wait(), 30)
+    await pipeline.stop()  # while the write is in flight
+    written = await rows_final(warehouse)
+    assert written > 0 and pipeline.source.consumer is None  # type: ignore[attr-defined]
+    probe = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=f"group-{kafka.topic}",
+                             enable_auto_commit=False)
+    await probe.start()
+    try:
+        committed = [await probe.committed(TopicPartition(kafka.topic, p)) or 0 for p in range(3)]
+    finally:
+        await probe.stop()
+    assert sum(committed) == written  # exactly what was written, nothing more
