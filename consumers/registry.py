@@ -7,6 +7,7 @@ worker without the scoring stack still runs the archiver).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,6 +20,8 @@ from consumers.sinks.clickhouse import ClickHouseSink
 from consumers.sources.kafka import KafkaSource, KafkaSourceConfig
 from consumers.warehouse import Warehouse
 from schemas.config import KafkaConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +79,18 @@ def pipeline_factories() -> dict[str, PipelineFactory]:
     return factories
 
 
-def build_pipelines(ctx: PipelineContext) -> list[Pipeline]:
+def build_pipelines(ctx: PipelineContext) -> tuple[list[Pipeline], dict[str, str]]:
+    """The configured pipelines, and name -> error for those that cannot be built in this install
+    (scoring stack missing): the worker runs the rest and reports these on ``/healthz``."""
     factories = pipeline_factories()
-    missing = [name for name in ctx.worker.pipelines if name not in factories]
-    if missing:
-        raise ValueError(f"pipelines not available in this install: {missing}")
-    return [factories[name](ctx) for name in ctx.worker.pipelines]
+    built, failed = [], {}
+    for name in ctx.worker.pipelines:
+        if name not in factories:
+            failed[name] = "not available in this install"
+            continue
+        try:
+            built.append(factories[name](ctx))
+        except Exception as exc:
+            log.exception("pipeline %s cannot be built", name)
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    return built, failed

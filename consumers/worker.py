@@ -13,6 +13,7 @@ import signal
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -37,6 +38,7 @@ class ConsoleDeps:
     registry: CollectorRegistry = REGISTRY
     warehouse: Warehouse | None = None
     pipelines: Sequence[Pipeline] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # pipelines that could not start: name -> error
 
 
 DEPS_KEY = web.AppKey("deps", ConsoleDeps)
@@ -48,10 +50,15 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    pipelines = {p.name: p.health() for p in request.app[DEPS_KEY].pipelines}
-    ok = all(h["running"] for h in pipelines.values())
-    return web.json_response({"status": "ok" if ok else "degraded", "pipelines": pipelines},
-                             status=200 if ok else 503)
+    """503 when a running pipeline's loop died; pipelines that never started (a scorer's model missing)
+    only make the status ``degraded`` (200), so a liveness probe does not restart-loop the worker."""
+    deps = request.app[DEPS_KEY]
+    pipelines: dict[str, dict[str, Any]] = {p.name: p.health() for p in deps.pipelines}
+    alive = all(h["running"] for h in pipelines.values())
+    for name, error in deps.failed.items():
+        pipelines[name] = {"running": False, "error": error}
+    status = "ok" if alive and not deps.failed else "degraded" if alive else "failing"
+    return web.json_response({"status": status, "pipelines": pipelines}, status=200 if alive else 503)
 
 
 def create_console_app(deps: ConsoleDeps) -> web.Application:
@@ -128,18 +135,20 @@ async def _run_until_stopped(pipelines: Sequence[Pipeline], stop_event: asyncio.
             raise RuntimeError(f"pipeline {pipeline.name} ended unexpectedly")
 
 
-async def _start_pipelines(pipelines: Sequence[Pipeline], timeout: float) -> list[Pipeline]:
+async def _start_pipelines(deps: ConsoleDeps, pipelines: Sequence[Pipeline], timeout: float) -> list[Pipeline]:
     """Start each pipeline; one that fails to start (a scorer's model missing) is logged and left out
     (``/healthz`` reports it) so the others, the archiver first of all, keep running."""
     started = []
     for pipeline in pipelines:
         try:
             await pipeline.start()
-        except Exception:
+        except Exception as exc:
             log.exception("pipeline %s failed to start; running without it", pipeline.name)
+            deps.failed[pipeline.name] = f"{type(exc).__name__}: {exc}"
             await pipeline.stop(timeout)
             continue
         started.append(pipeline)
+    deps.pipelines = started
     if not started:
         raise RuntimeError("no pipeline could start")
     return started
@@ -159,10 +168,11 @@ async def run_worker(settings: Settings, *, stop_event: asyncio.Event | None = N
     runner: web.AppRunner | None = None
     try:
         ctx = PipelineContext(settings.kafka, cfg, warehouse, metrics, dlq_owner(cfg.pipelines))
-        pipelines = build_pipelines(ctx)
-        runner = await _serve_console(cfg, ConsoleDeps(metrics.registry, warehouse, pipelines))
+        pipelines, failed = build_pipelines(ctx)
+        deps = ConsoleDeps(metrics.registry, warehouse, [], failed)
+        runner = await _serve_console(cfg, deps)
         with _signals(stop_event):
-            started = await _start_pipelines(pipelines, cfg.shutdown_timeout_s)
+            started = await _start_pipelines(deps, pipelines, cfg.shutdown_timeout_s)
             await _run_until_stopped(started, stop_event)
     finally:
         log.info("worker stopping")

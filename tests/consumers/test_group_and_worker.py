@@ -82,3 +82,17 @@ async def test_run_worker(kafka: KafkaConfig, tmp_path: Path) -> None:
             "SELECT create_table_query FROM system.tables WHERE database='gatewatch' AND name='events'"
         ).result_rows[0][0]
     assert migrate(dsn) == []
+
+
+async def test_healthz_reports_pipelines_that_could_not_start() -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+    from prometheus_client import CollectorRegistry
+
+    from consumers.worker import ConsoleDeps, create_console_app
+
+    app = create_console_app(ConsoleDeps(CollectorRegistry(), failed={"factuality": "OSError: no model"}))
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.get("/healthz")
+        assert resp.status == 200
+        assert await resp.json() == {"status": "degraded", "pipelines": {
+            "factuality": {"running": False, "error": "OSError: no model"}}}
