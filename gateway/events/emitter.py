@@ -9,8 +9,9 @@ One task (``_run``) owns the producer and moves records in order:
   overtakes anything older;
 * a full queue also switches ``emit()`` to the spool; the queue still drains to Kafka first;
 * while spooling, the task replays the spool oldest first, committing the spool cursor after each
-  acknowledged batch; when the cursor reaches the end (checked and switched without an await, so no
-  ``emit()`` can slip in between) ``emit()`` goes back to the queue;
+  acknowledged batch; as soon as a read reaches the end of the spool (checked and switched without an
+  await, so no ``emit()`` slips in between) ``emit()`` goes back to the queue, whose records are sent
+  only after that last spool batch is acknowledged (so replay also finishes under steady load);
 * when the broker is unreachable the task retries every ``retry_interval_s``; start() never waits for it.
 
 Guarantee: at-least-once for everything acknowledged by ``emit()`` unless it is counted in
