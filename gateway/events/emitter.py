@@ -14,9 +14,10 @@ One task (``_run``) owns the producer and moves records in order:
   only after that last spool batch is acknowledged (so replay also finishes under steady load);
 * when the broker is unreachable the task retries every ``retry_interval_s``; start() never waits for it.
 
-Guarantee: at-least-once for everything acknowledged by ``emit()`` unless it is counted in
+Guarantee: at-least-once for everything handed to ``emit()`` unless it is counted in
 ``gatewatch_emitter_events_dropped_total`` (spool full, disk error, too large, rejected by the broker).
-Duplicates (a batch re-sent after a lost acknowledgement or a crash) carry the same event_id.
+Duplicates (a batch re-sent after a lost acknowledgement or a crash) carry the same event_id. A crash
+(SIGKILL, OOM) loses the in-memory queue and up to ``SYNC_INTERVAL_S`` of unflushed spool writes.
 Per-key order is kept except when a full queue spilled to the spool and the broker then failed while
 the older queued records were still being sent: those land in the spool after the newer ones.
 """
