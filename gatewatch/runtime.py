@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gatewatch.config import Settings
 from gateway.app import Emitter, create_app
+from gateway.events import EventEmitter
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +25,41 @@ def install_uvloop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def make_emitter(settings: Settings) -> Emitter:
-    from gateway.events import make_emitter as _make
+class _Payload:
+    """An already-serialised event: what EventEmitter.emit needs (tenant + to_json) without a pydantic copy."""
 
+    __slots__ = ("_payload", "tenant")
+
+    def __init__(self, tenant: str, payload: bytes) -> None:
+        self.tenant = tenant
+        self._payload = payload
+
+    def to_json(self) -> bytes:
+        return self._payload
+
+
+class KafkaSink:
+    """Adapts the Kafka EventEmitter to the gateway's EventSink (send pre-serialised events)."""
+
+    def __init__(self, emitter: EventEmitter) -> None:
+        self.emitter = emitter
+
+    async def start(self) -> None:
+        await self.emitter.start()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        await self.emitter.stop(timeout)
+
+    def send(self, key: str, payload: bytes) -> None:
+        self.emitter.emit(_Payload(key, payload))  # type: ignore[arg-type]
+
+    def status(self) -> dict[str, object]:
+        return {"spooling": self.emitter.spooling, "queue_depth": self.emitter.queue_depth}
+
+
+def make_emitter(settings: Settings) -> KafkaSink:
     spool_dir = Path(settings.home) / "spool"
-    return _make(settings.kafka, settings.gateway.emitter, spool_dir)
+    return KafkaSink(EventEmitter(settings.kafka, settings.gateway.emitter, spool_dir))
 
 
 async def serve_gateway(settings: Settings, stop: asyncio.Event, *, emitter: Emitter | None = None,

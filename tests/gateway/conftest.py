@@ -73,13 +73,17 @@ async def make_gateway(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
     runners: list[web.AppRunner] = []
 
     async def factory(models: dict[str, Any], *, emitter: Any = None, tenant: str = "acme",
-                      **overrides: Any) -> Gateway:
+                      real_kafka: bool = False, **overrides: Any) -> Gateway:
         raw: dict[str, Any] = {"home": str(tmp_path / "home"), "models": models,
                                "routing": {"retry": {"backoff_base_s": 0.01, "backoff_max_s": 0.05}}}
         for k, v in overrides.items():
             raw[k] = {**raw.get(k, {}), **v} if isinstance(v, dict) else v
         settings = Settings.model_validate(raw)
         secret, _ = create_key(settings.keys_file, tenant)
+        if real_kafka:
+            from gatewatch.runtime import make_emitter
+
+            emitter = make_emitter(settings)
         em = emitter or RecordingEmitter()
         app = create_app(settings, em, forward_headers=("x-mock-*",))
         runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=5)
