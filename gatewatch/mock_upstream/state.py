@@ -1,0 +1,57 @@
+"""What the mock saw, for tests: request counts per endpoint, injected faults, the last requests.
+
+Held in memory only (nothing is logged). The ring buffer keeps references to the parsed bodies and
+the (read-only) headers — including ``Authorization``, so a test can check which key the gateway sent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, deque
+from typing import Any
+
+from aiohttp import web
+
+
+class MockState:
+    """Counters and a bounded ring buffer of recent requests; ``reset()`` clears both."""
+
+    def __init__(self, record_last: int) -> None:
+        self.requests: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.recent: deque[dict[str, Any]] = deque(maxlen=max(record_last, 0))
+        self._record = record_last > 0
+
+    def record(self, endpoint: str, request: web.Request, body: Any) -> None:
+        self.requests[endpoint] += 1
+        if self._record:
+            self.recent.append(
+                {
+                    "endpoint": endpoint,
+                    "method": request.method,
+                    "path": request.path,
+                    "time": time.time(),
+                    "headers": request.headers,  # read-only proxy; copied in snapshot()
+                    "body": body,
+                }
+            )
+
+    def record_fault(self, fault: int | str) -> None:
+        self.faults[str(fault)] += 1
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.faults.clear()
+        self.recent.clear()
+
+    def snapshot(self, last: int | None = None) -> dict[str, Any]:
+        recent = list(self.recent)
+        if last is not None:
+            recent = recent[-last:] if last > 0 else []
+        recent = [{**entry, "headers": {str(k): v for k, v in entry["headers"].items()}} for entry in recent]
+        return {
+            "total": sum(self.requests.values()),
+            "requests": dict(self.requests),
+            "faults": dict(self.faults),
+            "recent": recent,
+        }
