@@ -82,14 +82,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     try:
-        from consumers.worker import migrate
+        import chdb  # noqa: F401  - chdb must be imported early, in the main thread
 
-        from consumers.config import WorkerConfig
+        from consumers.worker import migrate, worker_config
     except ImportError as exc:
         raise CliError(f"migrate needs the consumers extra: pip install 'gatewatch[consumers]' ({exc})") from None
     settings = _settings(args)
-    dsn = args.dsn or WorkerConfig.from_settings(settings).warehouse_dsn
-    applied = migrate(dsn)
+    dsn = args.dsn or worker_config(settings).dsn(Path(settings.home))
+    try:
+        applied = migrate(dsn)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none (up to date)'}")
     return 0
 
