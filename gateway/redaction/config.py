@@ -78,7 +78,9 @@ class RedactionConfig(BaseModel):
     score_threshold: float = Field(default=0.35, ge=0.0, le=1.0)
     entity_thresholds: dict[str, float] = Field(default_factory=dict)  # per-entity override
     entities: dict[str, Action] = Field(default_factory=lambda: dict.fromkeys(DEFAULT_ENTITIES, "redact"))
-    phone_regions: tuple[str, ...] = ("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR")  # presidio's
+    # presidio's phone regions less CA (same numbering plan as US: identical matches, 1/8 less time);
+    # each region costs ~1 ms per digit-bearing candidate on a 1 KB prompt
+    phone_regions: tuple[str, ...] = ("US", "GB", "DE", "FR", "IL", "IN", "BR")
     custom_recognizers: tuple[CustomRecognizerConfig, ...] = ()
     max_input_chars: PositiveInt = 200_000  # over this -> RedactionFailed (fail closed)
     timeout_s: PositiveFloat = 2.0  # whole call incl. the wait for a worker; also the regex budget

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from pydantic import ValidationError
 
-from gateway.redaction import RedactionConfig, Redactor
+from gateway.redaction import EngineRegistry, RedactionConfig, Redactor
 
 from .canaries import CANARIES, MIXED, PERSON_TEXTS
 
@@ -121,3 +121,8 @@ def test_each_engine_built_once(engines: object, make_redactor: Callable[..., Re
     first = make_redactor()
     second = make_redactor(max_concurrency=2)
     assert first._engine is second._engine
+
+
+def test_missing_ner_model_is_refused_not_downloaded(engines: EngineRegistry) -> None:
+    with pytest.raises(ValueError, match="not installed"):
+        engines.get(RedactionConfig(engine="ner", ner_model="en_core_web_lg", entities={"PERSON": "redact"}))

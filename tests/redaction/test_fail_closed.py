@@ -45,7 +45,7 @@ def test_regex_timeout_is_an_error_not_a_skip(make_redactor: Callable[..., Redac
     assert time.monotonic() - started < 1.5  # the thread itself stops, not only the waiter
 
 
-async def test_slow_engine_times_out_and_keeps_its_slot() -> None:
+async def test_slow_engine_times_out_and_keeps_its_slot(monkeypatch: pytest.MonkeyPatch) -> None:
     engines = EngineRegistry()  # own engine: the analyzer is patched below
     async with Redactor(RedactionConfig(timeout_s=0.2, max_concurrency=1), engines=engines) as redactor:
         analyzer = redactor._engine.analyzer
@@ -55,23 +55,25 @@ async def test_slow_engine_times_out_and_keeps_its_slot() -> None:
             time.sleep(0.6)
             return real(*args, **kw)
 
-        analyzer.analyze = slow  # type: ignore[method-assign]
+        monkeypatch.setattr(analyzer, "analyze", slow)
         with pytest.raises(RedactionFailed, match="timed out"):
             await redactor.redact("call 212-555-0199")
-        analyzer.analyze = real  # type: ignore[method-assign]
+        monkeypatch.setattr(analyzer, "analyze", real)
         with pytest.raises(RedactionFailed):  # the one worker is still busy: no slot
             await redactor.redact("call 212-555-0199")
         await asyncio.sleep(0.6)
         assert (await redactor.redact("call 212-555-0199")).text == "call <PHONE_NUMBER>"
 
 
-async def test_engine_error_fails_closed() -> None:
+async def test_engine_error_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
     engines = EngineRegistry()
     async with Redactor(RedactionConfig(), engines=engines) as redactor:
+        assert redactor._engine is not Redactor(RedactionConfig())._engine  # not the process-wide one
+
         def boom(*args: Any, **kw: Any) -> Any:
             raise RuntimeError("secret 536-22-8726 in a message")
 
-        redactor._engine.analyzer.analyze = boom  # type: ignore[method-assign]
+        monkeypatch.setattr(redactor._engine.analyzer, "analyze", boom)
         with pytest.raises(RedactionFailed) as info:
             await redactor.redact("ssn 536-22-8726")
         assert "536-22-8726" not in info.value.message
