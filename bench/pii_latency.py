@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.redaction import RedactionConfig, Redactor  # noqa: E402
+from gateway.redaction import RedactionConfig, Redactor
 
 PARAGRAPHS = [
     "Hi team, I am following up on the onboarding questions from last week. Maria Gonzalez asked "
