@@ -1,0 +1,1 @@
+from tests.gateway.conftest import make_gateway, mock  # noqa: F401  (fixtures)
