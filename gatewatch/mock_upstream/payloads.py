@@ -25,6 +25,17 @@ _COMPLETION_DETAILS = {
     "accepted_prediction_tokens": 0,
     "rejected_prediction_tokens": 0,
 }
+_USAGE = (
+    b'{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,"prompt_tokens_details":'
+    + orjson.dumps(_PROMPT_DETAILS)
+    + b',"completion_tokens_details":'
+    + orjson.dumps(_COMPLETION_DETAILS)
+    + b"}"
+)
+_CHAT = (
+    b'{"id":"%b","object":"chat.completion","created":%d,"model":%b,"choices":%b,"usage":%b,'
+    b'"service_tier":"default","system_fingerprint":"' + FINGERPRINT.encode() + b'"}'
+)
 _ERROR_TYPES = {429: "requests", 401: "invalid_request_error", 404: "invalid_request_error"}
 
 
@@ -45,7 +56,12 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
     }
 
 
+def _usage_bytes(prompt: int, completion: int) -> bytes:
+    return _USAGE % (prompt, completion, prompt + completion)
+
+
 def chat_completion(cid: str, created: int, model: str, gens: Sequence[Generation], prompt: int) -> bytes:
+    """The non-streamed reply, assembled from a template around the two dynamic JSON parts (hot path)."""
     choices = [
         {
             "index": i,
@@ -55,18 +71,8 @@ def chat_completion(cid: str, created: int, model: str, gens: Sequence[Generatio
         }
         for i, g in enumerate(gens)
     ]
-    return orjson.dumps(
-        {
-            "id": cid,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "choices": choices,
-            "usage": usage(prompt, sum(g.tokens for g in gens)),
-            "service_tier": "default",
-            "system_fingerprint": FINGERPRINT,
-        }
-    )
+    usage_json = _usage_bytes(prompt, sum(g.tokens for g in gens))
+    return _CHAT % (cid.encode(), created, orjson.dumps(model), orjson.dumps(choices), usage_json)
 
 
 def text_completion(cid: str, created: int, model: str, gens: Sequence[Generation], prompt: int) -> bytes:

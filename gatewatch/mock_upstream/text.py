@@ -19,8 +19,7 @@ import struct
 import sys
 from array import array
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from operator import itemgetter
+from typing import NamedTuple
 
 import orjson
 
@@ -35,7 +34,6 @@ _WORDS = (
 # Each piece is exactly one token. One byte of a hash stream picks one piece: 256 entries, 16 of them commas.
 _PIECES = tuple(" " + _WORDS[i % len(_WORDS)] for i in range(240)) + (",",) * 16
 _FIRST = tuple(w.capitalize() for w in _WORDS)
-_pick = itemgetter
 
 
 def count_tokens(text: str) -> int:
@@ -43,8 +41,7 @@ def count_tokens(text: str) -> int:
     return len(TOKEN_RE.findall(text))
 
 
-@dataclass(frozen=True, slots=True)
-class Generation:
+class Generation(NamedTuple):
     """One choice: its pieces (one token each, concatenating to the text) and why it ended."""
 
     pieces: Sequence[str]
@@ -60,8 +57,13 @@ class Generation:
 
 
 def prompt_key(model: str, payload: object) -> bytes:
-    """A 16-byte key derived from the model name and the prompt payload (any JSON value)."""
-    return hashlib.blake2b(orjson.dumps([model, payload]), digest_size=16).digest()
+    """A 64-byte key derived from the model name and the prompt payload (any JSON value)."""
+    return hashlib.blake2b(orjson.dumps([model, payload])).digest()
+
+
+def _byte_stream(key: bytes, n: int) -> bytes:
+    """n pseudo-random bytes; a prefix of the stream for any larger n (so a cut reply is a prefix)."""
+    return key[:n] if n <= len(key) else key + hashlib.shake_256(key).digest(n - len(key))
 
 
 def generate(key: bytes, natural_tokens: int, limit: int | None) -> Generation:
@@ -71,10 +73,9 @@ def generate(key: bytes, natural_tokens: int, limit: int | None) -> Generation:
     n = limit if cut and limit is not None else natural
     if n <= 0:
         return Generation((), "length")
-    stream = hashlib.shake_256(key).digest(n)
+    stream = _byte_stream(key, n)
     pieces = [_FIRST[stream[0] % len(_FIRST)]]
-    if n > 1:
-        pieces += _pick(*stream[1:])(_PIECES) if n > 2 else [_PIECES[stream[1]]]
+    pieces += [_PIECES[b] for b in stream[1:]]
     if not cut and n > 1:
         pieces[-1] = "."
         if pieces[-2] == ",":
@@ -84,7 +85,8 @@ def generate(key: bytes, natural_tokens: int, limit: int | None) -> Generation:
 
 def generate_many(key: bytes, count: int, natural_tokens: int, limit: int | None) -> list[Generation]:
     """``count`` replies for one prompt (chat ``n``); choice 0 equals ``generate(key, ...)``."""
-    return [generate(key if i == 0 else key + i.to_bytes(4, "little"), natural_tokens, limit) for i in range(count)]
+    keys = [key] + [hashlib.blake2b(key + i.to_bytes(4, "little")).digest() for i in range(1, count)]
+    return [generate(k, natural_tokens, limit) for k in keys]
 
 
 def embedding(key: bytes, dimensions: int) -> list[float]:
