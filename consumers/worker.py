@@ -136,18 +136,22 @@ async def _run_until_stopped(pipelines: Sequence[Pipeline], stop_event: asyncio.
 
 
 async def _start_pipelines(deps: ConsoleDeps, pipelines: Sequence[Pipeline], timeout: float) -> list[Pipeline]:
-    """Start each pipeline; one that fails to start (a scorer's model missing) is logged and left out
-    (``/healthz`` reports it) so the others, the archiver first of all, keep running."""
-    started = []
-    for pipeline in pipelines:
+    """Start the pipelines concurrently (each group join and model load takes seconds); one that fails to
+    start (a scorer's model missing) is logged and left out (``/healthz`` reports it) so the others, the
+    archiver first of all, keep running."""
+
+    async def start_one(pipeline: Pipeline) -> bool:
         try:
             await pipeline.start()
         except Exception as exc:
             log.exception("pipeline %s failed to start; running without it", pipeline.name)
             deps.failed[pipeline.name] = f"{type(exc).__name__}: {exc}"
             await pipeline.stop(timeout)
-            continue
-        started.append(pipeline)
+            return False
+        return True
+
+    ok = await asyncio.gather(*(start_one(p) for p in pipelines))
+    started = [p for p, good in zip(pipelines, ok, strict=True) if good]
     deps.pipelines = started
     if not started:
         raise RuntimeError("no pipeline could start")
