@@ -62,7 +62,10 @@ async def send_events(
         return web.Response(body=b"".join(e[0] for e in events), headers=headers)
     resp = web.StreamResponse(headers=headers)
     await resp.prepare(request)
-    complete = await _paced(resp, events[:DISCONNECT_AFTER] if disconnect else events, pacing, stopping)
+    try:
+        complete = await _paced(resp, events[:DISCONNECT_AFTER] if disconnect else events, pacing, stopping)
+    except ConnectionError:  # the client left mid-stream: nothing to finish, nothing to log
+        return resp
     if disconnect or not complete:
         drop_connection(request)
     return resp

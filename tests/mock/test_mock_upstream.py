@@ -496,3 +496,14 @@ def test_cli_arguments_round_trip() -> None:
         models=("a", "b"),
     )
     assert config_from_args(parser.parse_args([])) == MockConfig()
+
+
+async def test_client_leaving_a_paced_stream_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    async with MockUpstream(MockConfig(tokens_per_s=100)) as m:
+        async with aiohttp.ClientSession() as http:
+            body = orjson.dumps({**CHAT, "stream": True, "max_tokens": 50})
+            async with http.post(m.base_url + "/chat/completions", data=body) as r:
+                await r.content.readline()
+        await asyncio.sleep(0.2)  # the server notices on its next write
+        assert m.state.requests["chat.completions"] == 1
+    assert not [rec for rec in caplog.records if rec.levelname in ("ERROR", "WARNING")]
