@@ -83,7 +83,7 @@ class RedactionConfig(BaseModel):
     phone_regions: tuple[str, ...] = ("US", "GB", "DE", "FR", "IL", "IN", "BR")
     custom_recognizers: tuple[CustomRecognizerConfig, ...] = ()
     max_input_chars: PositiveInt = 200_000  # over this -> RedactionFailed (fail closed)
-    timeout_s: PositiveFloat = 2.0  # whole call incl. the wait for a worker; also the regex budget
+    timeout_s: PositiveFloat = 5.0  # whole call incl. the wait for a worker; also the regex budget
     max_concurrency: PositiveInt = 4  # worker threads == in-flight analyses
     stream_holdback_chars: int = Field(default=96, ge=16, le=4096)
     hash_secret: SecretStr | None = None  # None -> random per process (hashes stable per process only)
@@ -101,6 +101,13 @@ class RedactionConfig(BaseModel):
         bad = [k for k, v in value.items() if not 0.0 <= v <= 1.0]
         if bad:
             raise ValueError(f"thresholds must be within [0, 1]: {bad}")
+        return value
+
+    @field_validator("hash_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 16:
+            raise ValueError("hash_secret must be at least 16 bytes")
         return value
 
     @model_validator(mode="after")
