@@ -50,6 +50,7 @@ class MockConfig:
 
 _RATES = ("error_rate", "rate_limit_rate", "hang_rate", "disconnect_rate")
 _NON_NEGATIVE = ("latency_ms", "ttft_ms", "tokens_per_s", "retry_after_s", "record_last")
+_METAVAR = {"tokens_per_s": "RATE", "retry_after_s": "SECONDS", "models": "ID,ID,...", "record_last": "N"}
 _HELP = {
     "latency_ms": "base latency before each response starts (ms)",
     "ttft_ms": "time to first token (ms)",
@@ -80,6 +81,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f"mock_{f.name}",
+            metavar=_METAVAR.get(f.name, f.name.rsplit("_", 1)[-1].upper()),
             type=kind,
             default=None,
             help=f"{_HELP[f.name]} (default {shown})",

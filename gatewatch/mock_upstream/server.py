@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -36,7 +37,8 @@ class MockUpstream:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -107,5 +109,11 @@ def run(cfg: MockConfig | None = None, host: str = DEFAULT_HOST, port: int = DEF
 
 
 def run_from_args(args: argparse.Namespace) -> None:
-    """``gatewatch mock-upstream``: arguments added by ``add_cli_arguments`` -> ``run``."""
-    run(config_from_args(args), args.host, args.port)
+    """``gatewatch mock-upstream``: arguments added by ``add_cli_arguments`` -> ``run``. An invalid
+    configuration prints every error and exits with status 2."""
+    try:
+        cfg = config_from_args(args)
+    except ValueError as exc:
+        print(f"gatewatch mock-upstream: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    run(cfg, args.host, args.port)

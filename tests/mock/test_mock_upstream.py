@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import base64
 import math
+import signal
 import struct
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -507,3 +509,26 @@ async def test_client_leaving_a_paced_stream_logs_nothing(caplog: pytest.LogCapt
         await asyncio.sleep(0.2)  # the server notices on its next write
         assert m.state.requests["chat.completions"] == 1
     assert not [rec for rec in caplog.records if rec.levelname in ("ERROR", "WARNING")]
+
+
+async def test_run_serves_until_sigterm(unused_tcp_port: int) -> None:
+    code = f"from gatewatch.mock_upstream import run; run(None, '127.0.0.1', {unused_tcp_port})"
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(f"http://127.0.0.1:{unused_tcp_port}/healthz") as r:
+                        assert r.status == 200
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("mock upstream did not start")
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(5):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
