@@ -72,18 +72,23 @@ def log(msg: str) -> None:
 class Procs:
     """Children started by the benchmark; ``stop_all`` ends them (their process groups) in reverse order."""
 
-    def __init__(self, logdir: Path) -> None:
+    def __init__(self, logdir: Path, src: Path = ROOT) -> None:
         self.logdir = logdir
+        self.src = src  # where project children (mocks, gateway) import gatewatch/gateway from
         self.items: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, cmd: list[str], cpu: int,
-              env: dict[str, str | None] | None = None) -> subprocess.Popen[bytes]:
+    def project_env(self) -> tuple[Path, dict[str, str | None]]:
+        return self.src, ({"PYTHONPATH": str(self.src)} if self.src != ROOT else {})
+
+    def start(self, name: str, cmd: list[str], cpu: int, env: dict[str, str | None] | None = None,
+              *, project: bool = True) -> subprocess.Popen[bytes]:
         """Start ``cmd`` pinned to ``cpu``, in its own session; ``env`` values of None unset a variable."""
-        full = {k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None}
+        cwd, extra = self.project_env() if project else (ROOT, {})
+        full = {k: v for k, v in {**os.environ, **extra, **(env or {})}.items() if v is not None}
         out = open(self.logdir / f"{name}.log", "ab")
         try:
             proc = subprocess.Popen(["taskset", "-c", str(cpu), *cmd], stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True, env=full)
+                                    start_new_session=True, env=full, cwd=cwd)
         finally:
             out.close()
         self.items.append((name, proc))
@@ -118,6 +123,19 @@ def rss_mb(pid: int) -> float:
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
     return round(total / 1024, 1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its descendants (children still running)."""
+    total, todo, tick = 0.0, [pid], os.sysconf("SC_CLK_TCK")
+    while todo:
+        p = todo.pop()
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return total
 
 
 def http(url: str, body: str | None = None, headers: dict[str, str] | None = None,
@@ -215,7 +233,8 @@ def short(r: dict[str, Any], key: str = "latency_ms") -> str:
     pc = r[key]
     errs = f" errors={r['error_kinds']}" if r["errors"] else ""
     return (f"achieved {r['achieved_rps']}/{r['offered_rps']:g} rps, "
-            f"p50/p95/p99 {pc['p50']}/{pc['p95']}/{pc['p99']} ms, send-lag p99 {r['send_lag_ms']['p99']} ms{errs}")
+            f"p50/p95/p99 {pc['p50']}/{pc['p95']}/{pc['p99']} ms, send-lag p99 {r['send_lag_ms']['p99']} ms"
+            + (f", proxy CPU {r['proxy_cpu_ms_per_req']} ms/req" if "proxy_cpu_ms_per_req" in r else "") + errs)
 
 
 # ----------------------------------------------------------------------------------------- phases
@@ -239,6 +258,9 @@ class Target:
     def rss(self) -> float | None:
         return rss_mb(self.proc.pid) if self.proc else None
 
+    def cpu_s(self) -> float:
+        return cpu_seconds(self.proc.pid) if self.proc else 0.0
+
 
 class Bench:
     def __init__(self, args: argparse.Namespace, client: Client, direct: Target) -> None:
@@ -247,8 +269,12 @@ class Bench:
     def run(self, t: Target, rate: float, duration: float, *, stream: bool = False, warmup: float = 1.0,
             timeout: float | None = None) -> dict[str, Any]:
         body, url = (t.stream_body, t.stream_url) if stream else (t.body, t.url)
-        return self.client.load(url, rate, duration, body, headers=t.headers, stream=stream, warmup=warmup,
-                                timeout=timeout)
+        cpu0 = t.cpu_s()
+        r = self.client.load(url, rate, duration, body, headers=t.headers, stream=stream, warmup=warmup,
+                             timeout=timeout)
+        if t.proc and r["sent_total"]:  # the proxy's own CPU time (user + system) per request sent
+            r["proxy_cpu_ms_per_req"] = round((t.cpu_s() - cpu0) * 1000 / r["sent_total"], 3)
+        return r
 
     def recover(self, t: Target, limit: float = 90.0) -> float:
         """After an overload: wait (bounded) until one request is answered in under 0.5 s again."""
@@ -332,6 +358,9 @@ class Bench:
             log(f"  wrk {t.name}: {res['wrk']}")
             self.recover(t)
         if mem_requests and mem_rate:
+            sustained = res["ladder"]["sustained_rps"]
+            if sustained and mem_rate > 0.8 * sustained:  # stay below saturation: this phase is about memory
+                mem_rate = 0.8 * sustained
             log(f"{t.name}: memory over {mem_requests} requests at {mem_rate:g} rps")
             res["memory"] = self.memory(t, mem_requests, mem_rate)
         res["rss_end_mb"] = t.rss()
@@ -340,7 +369,8 @@ class Bench:
     def profile(self, t: Target, rate: float, seconds: float) -> dict[str, Any]:
         """py-spy the proxy while it serves ``rate``; top functions by own and by inclusive samples."""
         pyspy = ensure_pyspy()
-        out = Path(tempfile.mkdtemp()) / "stacks.txt"
+        self.args.out_dir.mkdir(parents=True, exist_ok=True)
+        out = self.args.out_dir / f"gatewatch-pyspy-{time.strftime('%Y%m%d-%H%M%S')}.txt"
         spy = subprocess.Popen(["taskset", "-c", str(self.client.cpu), str(pyspy), "record", "--pid",
                                 str(t.proc.pid), "--duration", str(int(seconds)), "--rate", "250", "--nonblocking",
                                 "--format", "raw", "--output", str(out)],
@@ -348,7 +378,7 @@ class Bench:
         time.sleep(1.0)
         load = self.run(t, rate, seconds - 2, warmup=0.5)
         spy.wait(timeout=seconds + 30)
-        return {"rate": rate, "load": load, **top_frames(out)}
+        return {"rate": rate, "load": load, "stacks": str(out), **top_frames(out)}
 
 
 def ensure_pyspy() -> Path:
@@ -361,9 +391,23 @@ def ensure_pyspy() -> Path:
     return exe
 
 
-def top_frames(path: Path, n: int = 20) -> dict[str, Any]:
+def _module(frame: str) -> str:
+    """'f (aiohttp/client.py:12)' -> 'aiohttp'; 'f (gateway/chain/emit.py:3)' -> 'gateway/chain/emit.py'."""
+    m = re.search(r"\(([^)]*?)(?::\d+)?\)$", frame)
+    path = m.group(1) if m else frame
+    path = path.split("site-packages/", 1)[-1]
+    for root in ("gateway/", "gatewatch/", "schemas/"):
+        if path.startswith(root) or f"/{root}" in path:
+            return root + path.split(root, 1)[1]
+    return path.lstrip("/").split("/")[0].removesuffix(".py")
+
+
+def top_frames(path: Path, n: int = 15) -> dict[str, Any]:
+    """Summarise py-spy raw stacks (idle excluded by py-spy): own samples by innermost frame and by module.
+    Own time in ``Runner.run`` is the event loop's C code (uvloop: socket syscalls, transports, timers) plus
+    the cyclic GC, which py-spy without --native cannot see into."""
     own: dict[str, int] = {}
-    incl: dict[str, int] = {}
+    mods: dict[str, int] = {}
     total = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -371,15 +415,16 @@ def top_frames(path: Path, n: int = 20) -> dict[str, Any]:
             continue
         c = int(count)
         total += c
-        frames = [re.sub(r" \((?:/[^)]*/)?((?:site-packages/)?[^)]*)\)", r" (\1)", f) for f in stack.split(";")]
-        own[frames[-1]] = own.get(frames[-1], 0) + c
-        for f in set(frames):
-            incl[f] = incl.get(f, 0) + c
+        frame = stack.split(";")[-1]
+        leaf = re.sub(r"\((?:/[^)]*/site-packages/|/[^)]*/(?=(?:gateway|gatewatch|schemas)/))", "(", frame)
+        own[leaf] = own.get(leaf, 0) + c
+        mod = "event loop (C) + GC" if "Runner.run" in leaf else _module(frame)
+        mods[mod] = mods.get(mod, 0) + c
 
     def top(d: dict[str, int]) -> list[tuple[str, float]]:
         return [(f, round(100 * c / total, 1)) for f, c in sorted(d.items(), key=lambda kv: -kv[1])[:n]]
 
-    return {"samples": total, "top_self_pct": top(own), "top_inclusive_pct": top(incl)} if total else {"samples": 0}
+    return {"samples": total, "top_self_pct": top(own), "by_module_pct": top(mods)} if total else {"samples": 0}
 
 
 # ----------------------------------------------------------------------------------------- setup
@@ -404,17 +449,22 @@ def start_gatewatch(procs: Procs, tmp: Path, cpu: int, broker: str, mock: int, p
                     body: dict[str, str]) -> Target:
     import yaml
 
-    from gateway.auth.keys import create_key
-
     port, home = free_port(), tmp / "home"
     home.mkdir(exist_ok=True)
     cfg = {"gateway": {"host": "127.0.0.1", "port": port}, "kafka": {"bootstrap_servers": broker},
            "models": models_yaml(mock, paced), "tenants": {"default": {"capture": "full"}}}
     cfg_path = tmp / "gatewatch.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
-    secret, _ = create_key(home / "keys.yaml", "bench", "bench")
+    env = {"GATEWATCH_HOME": str(home)}
+    cwd, extra = procs.project_env()
+    keys = subprocess.run([PY, "-m", "gatewatch", "-c", str(cfg_path), "keys", "create", "--tenant", "bench"],
+                          capture_output=True, text=True, cwd=cwd, env={**os.environ, **extra, **env},
+                          timeout=60, check=False)
+    if keys.returncode != 0:
+        raise RuntimeError(f"gatewatch keys create failed: {keys.stderr[-2000:]}")
+    secret = keys.stdout.split()[0]
     proc = procs.start("gatewatch", [PY, "-m", "gatewatch", "-c", str(cfg_path), "--log-level", "WARNING", "gateway"],
-                       cpu, {"GATEWATCH_HOME": str(home)})
+                       cpu, env)
     base = f"http://127.0.0.1:{port}"
     took = wait_http(base + "/readyz", 60, proc)
     headers = {"Authorization": f"Bearer {secret}"}
@@ -445,7 +495,7 @@ def start_litellm(procs: Procs, tmp: Path, cpu: int, mock: int, paced: int,
     cmd = [str(LITELLM_VENV / "bin" / "litellm"), "--config", str(cfg_path), "--host", "127.0.0.1",
            "--port", str(port), "--num_workers", "1"]
     t0 = time.monotonic()
-    proc = procs.start("litellm", cmd, cpu, env)
+    proc = procs.start("litellm", cmd, cpu, env, project=False)
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {key}"}
     wait_http(base + "/health/liveliness", 180, proc)
@@ -468,18 +518,34 @@ def kafka_counters(base: str) -> dict[str, float]:
     return out
 
 
+def source(ref: str | None, tmp: Path) -> tuple[Path, dict[str, Any]]:
+    """The code under test: this working tree, or ``ref`` exported with ``git archive`` into ``tmp``."""
+    git = ["git", "-C", str(ROOT)]
+    if ref is None:
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "gateway", "gatewatch", "schemas"],
+                               capture_output=True, text=True, check=False).stdout.split("\n")
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=False).stdout.strip()
+        return ROOT, {"tree": "working tree", "commit": commit, "dirty": [d for d in dirty if d.strip()]}
+    commit = subprocess.run([*git, "rev-parse", "--short", ref], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    src = tmp / "src"
+    src.mkdir()
+    archive = subprocess.Popen([*git, "archive", "--format=tar", commit], stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", str(src)], stdin=archive.stdout, check=True)
+    archive.wait()
+    return src, {"tree": f"git archive {ref}", "commit": commit, "dirty": []}
+
+
 def machine() -> dict[str, Any]:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     mem = next((int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
                 if ln.startswith("MemTotal")), 0)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip()
     import aiohttp
 
     return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**20, 1), "os": platform.platform(),
-            "python": platform.python_version(), "aiohttp": aiohttp.__version__, "commit": commit,
-            "load_start": os.getloadavg()}
+            "python": platform.python_version(), "aiohttp": aiohttp.__version__, "load_start": os.getloadavg()}
 
 
 # ----------------------------------------------------------------------------------------- report
@@ -530,13 +596,13 @@ def _err(r: dict[str, Any]) -> str:
 def fixed_table(title: str, rows_by_proxy: dict[str, list[dict[str, Any]]], key: str) -> list[str]:
     out = [f"### {title}", "",
            "| proxy | rate | achieved | errors | direct p50 / p95 / p99 | proxy p50 / p95 / p99 "
-           "| added p50 / p95 / p99 |",
-           "| --- | ---: | ---: | --- | --- | --- | --- |"]
+           "| added p50 / p95 / p99 | proxy CPU ms/req |",
+           "| --- | ---: | ---: | --- | --- | --- | --- | ---: |"]
     for name, rows in rows_by_proxy.items():
         for r in rows:
             p = r["proxy"]
             out.append(f"| {name} | {r['rate']:g} | {p['achieved_rps']:g} | {_err(p)} | {_p(r['direct'][key])} | "
-                       f"{_p(p[key])} | {_p(r['added'])} |")
+                       f"{_p(p[key])} | {_p(r['added'])} | {p.get('proxy_cpu_ms_per_req', '-')} |")
     return [*out, ""]
 
 
@@ -545,7 +611,10 @@ def report(res: dict[str, Any]) -> str:
     proxies = {k: res[k] for k in ("gatewatch", "litellm") if isinstance(res.get(k), dict) and "fixed" in res[k]}
     lines = ["## Gateway proxy benchmark", "",
              f"- date: {res['date']}; machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, {m['os']}, "
-             f"Python {m['python']}, aiohttp {m['aiohttp']}; commit {m['commit']}",
+             f"Python {m['python']}, aiohttp {m['aiohttp']}",
+             f"- code: {res['code']['tree']} at {res['code']['commit']}"
+             + (f" with uncommitted changes in {len(res['code']['dirty'])} gateway/gatewatch paths"
+                if res["code"]["dirty"] else ""),
              f"- load average at start {m['load_start']}, at end {m.get('load_end')}",
              f"- pinning: proxy on core {a['proxy_cpu']}; mocks + Tansu broker + load generator (+ wrk) on core "
              f"{a['client_cpu']} (the mock answers on the same core as the generator)",
@@ -574,14 +643,20 @@ def report(res: dict[str, Any]) -> str:
         lines.append(f"| {name} | {v['ladder']['sustained_rps']} | {v.get('wrk', {}).get('rps', '-')} | "
                      f"{v.get('rss_start_mb')} MiB | {ba} | {mem.get('rss_idle_mb', '-')} |")
     lines.append("")
-    if res.get("kafka"):
-        lines += [f"- Kafka events (gateway /metrics): {res['kafka']}", ""]
+    k = res.get("kafka")
+    if k:
+        answered = {n.split('code="')[1].split('"')[0]: int(v) for n, v in k.items() if n.startswith("gatewatch_req")}
+        dropped = sum(v for n, v in k.items() if n.startswith("events_dropped"))
+        lines += [f"- Kafka (gateway /metrics at the end): answered {answered} (499 = client gave up, i.e. the "
+                  f"generator's timeouts); events emitted {k.get('events_emitted', 0):.0f}, delivered "
+                  f"{k.get('events_delivered', 0):.0f}, spooled {k.get('events_spooled', 0):.0f}, "
+                  f"dropped {dropped:.0f}", ""]
     lines += ["### Targets", ""] + [f"- [{'x' if ok else ' '}] {name}: {detail}" for name, ok, detail in verdicts(res)]
     prof = res.get("profile")
     if prof and prof.get("samples"):
         lines += ["", f"### py-spy profile of gatewatch at {prof['rate']:g} rps ({prof['samples']} samples)", "",
-                  "own time:"] + [f"  {pct:5.1f}%  {f}" for f, pct in prof["top_self_pct"]]
-        lines += ["inclusive:"] + [f"  {pct:5.1f}%  {f}" for f, pct in prof["top_inclusive_pct"]]
+                  "by module (own samples):"] + [f"  {pct:5.1f}%  {f}" for f, pct in prof["by_module_pct"]]
+        lines += ["top frames (own samples):"] + [f"  {pct:5.1f}%  {f}" for f, pct in prof["top_self_pct"]]
     return "\n".join(lines) + "\n"
 
 
@@ -610,6 +685,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--profile-rate", type=float, default=500.0)
     ap.add_argument("--proxy-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
+    ap.add_argument("--ref", help="measure the gateway and mock of this git revision (exported with git archive) "
+                    "instead of the working tree, e.g. HEAD")
     ap.add_argument("--prompt", default=PROMPT, help="the user message of every request")
     ap.add_argument("--timeout", type=float, default=10.0, help="per-request timeout from the scheduled time")
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")
@@ -675,9 +752,10 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {args.client_cpu})  # children (broker, mocks) inherit the client core
     tmp = Path(tempfile.mkdtemp(prefix="gatewatch-bench-"))
-    procs = Procs(tmp)
+    src, code_info = source(args.ref, tmp)
+    procs = Procs(tmp, src)
     started = dt.datetime.now(dt.UTC)
-    res: dict[str, Any] = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+    res: dict[str, Any] = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "code": code_info,
                            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
 
     def on_term(signum: int, frame: Any) -> None:

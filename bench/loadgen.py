@@ -315,6 +315,7 @@ def summarize(gen: Generator) -> dict[str, Any]:
         "latency_ms": _pcts(lat), "service_ms": _pcts(svc), "send_lag_ms": _pcts(lag),
         "ttft_ms": _pcts(ttft) if spec.stream else None,
         "max_conns_used": gen.conns,
+        "sent_total": sum(1 for t in run.sent if t),  # warm-up included: for CPU time per request
     }
 
 
