@@ -28,15 +28,16 @@ Impl = Callable[[Call], Awaitable[web.StreamResponse]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-async def _read_json(request: web.Request) -> tuple[Any, str | None]:
+async def _read_json(request: web.Request) -> tuple[bytes, Any, str | None]:
+    """(raw body, parsed body, problem); the parsed body is the raw text when it is not JSON."""
     raw = await request.read()
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw.decode("utf-8", "replace"), "We could not parse the JSON body of your request."
+        return raw, raw.decode("utf-8", "replace"), "We could not parse the JSON body of your request."
     if not isinstance(body, dict):
-        return body, "The body of your request must be a JSON object."
-    return body, None
+        return raw, body, "The body of your request must be a JSON object."
+    return raw, body, None
 
 
 def _header_number(headers: Any, name: str, kind: type[float] | type[int]) -> float:
@@ -75,7 +76,7 @@ def _endpoint(shared: Shared, name: str, impl: Impl, *, has_body: bool = True, s
     async def handler(request: web.Request) -> web.StreamResponse:
         headers = request.headers
         request_id = headers.get("x-request-id")
-        body, problem = await _read_json(request) if has_body else ({}, None)
+        raw, body, problem = await _read_json(request) if has_body else (b"", {}, None)
         state.record(name, request, body)
         try:
             plan = faults.plan(headers.get("x-mock-fault"))
@@ -95,7 +96,7 @@ def _endpoint(shared: Shared, name: str, impl: Impl, *, has_body: bool = True, s
         if problem is not None:
             return error_response(400, problem, request_id, code="invalid_json")
         try:
-            return await impl(Call(shared, request, body, request_id, fault == DISCONNECT, natural))
+            return await impl(Call(shared, request, raw, body, request_id, fault == DISCONNECT, natural))
         except BadRequest as exc:
             return error_response(400, str(exc), request_id, code=exc.code, param=exc.param)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
@@ -23,6 +23,7 @@ from gatewatch.mock_upstream.params import (
 )
 from gatewatch.mock_upstream.responses import response_events, response_object
 from gatewatch.mock_upstream.text import (
+    Generation,
     count_tokens,
     embedding,
     encode_base64,
@@ -36,21 +37,39 @@ def _new_id() -> str:
     return os.urandom(12).hex()
 
 
-async def chat_completions(call: Call) -> web.StreamResponse:
-    body = call.body
+class ChatReply(NamedTuple):
+    """What a chat request always gets back, whatever its id and time (cached per raw body)."""
+
+    model: str
+    gens: list[Generation]
+    prompt_tokens: int
+    tail: bytes  # the non-streamed body after "created"
+
+
+def _chat_reply(body: dict[str, Any], natural: int) -> ChatReply:
     model = require_str(body, "model")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("'messages' must be a non-empty array", param="messages")
     n = int_param(body, "n", default=1, high=128)
     limit = limit_param(body, "max_completion_tokens", "max_tokens")
-    gens = generate_many(prompt_key(model, messages), n, call.natural_tokens, limit)
+    gens = generate_many(prompt_key(model, messages), n, natural, limit)
     prompt = count_tokens(messages_text(messages))
+    return ChatReply(model, gens, prompt, p.chat_completion_tail(model, gens, prompt))
+
+
+async def chat_completions(call: Call) -> web.StreamResponse:
+    cache, key = call.shared.chat_replies, (call.raw, call.natural_tokens)
+    reply = cache.get(key)
+    if reply is None:
+        reply = _chat_reply(call.body, call.natural_tokens)
+        cache.put(key, reply)
     cid, created = "chatcmpl-" + _new_id(), int(time.time())
-    if body.get("stream") is True:
-        return await call.stream(p.chat_events(cid, created, model, gens, prompt, include_usage(body)))
-    await call.generation_time(max(g.tokens for g in gens))
-    return call.json(p.chat_completion(cid, created, model, gens, prompt))
+    if call.body.get("stream") is True:
+        with_usage = include_usage(call.body)
+        return await call.stream(p.chat_events(cid, created, reply.model, reply.gens, reply.prompt_tokens, with_usage))
+    await call.generation_time(max(g.tokens for g in reply.gens))
+    return call.json(p.chat_completion(cid, created, reply.tail))
 
 
 async def completions(call: Call) -> web.StreamResponse:

@@ -32,9 +32,8 @@ _USAGE = (
     + orjson.dumps(_COMPLETION_DETAILS)
     + b"}"
 )
-_CHAT = (
-    b'{"id":"%b","object":"chat.completion","created":%d,"model":%b,"choices":%b,"usage":%b,'
-    b'"service_tier":"default","system_fingerprint":"' + FINGERPRINT.encode() + b'"}'
+_CHAT_TAIL = (
+    b'"model":%b,"choices":%b,"usage":%b,"service_tier":"default","system_fingerprint":"' + FINGERPRINT.encode() + b'"}'
 )
 _ERROR_TYPES = {429: "requests", 401: "invalid_request_error", 404: "invalid_request_error"}
 
@@ -60,8 +59,8 @@ def _usage_bytes(prompt: int, completion: int) -> bytes:
     return _USAGE % (prompt, completion, prompt + completion)
 
 
-def chat_completion(cid: str, created: int, model: str, gens: Sequence[Generation], prompt: int) -> bytes:
-    """The non-streamed reply, assembled from a template around the two dynamic JSON parts (hot path)."""
+def chat_completion_tail(model: str, gens: Sequence[Generation], prompt: int) -> bytes:
+    """A non-streamed chat reply after ``"created"`` — what stays the same for the same request (cacheable)."""
     choices = [
         {
             "index": i,
@@ -72,7 +71,11 @@ def chat_completion(cid: str, created: int, model: str, gens: Sequence[Generatio
         for i, g in enumerate(gens)
     ]
     usage_json = _usage_bytes(prompt, sum(g.tokens for g in gens))
-    return _CHAT % (cid.encode(), created, orjson.dumps(model), orjson.dumps(choices), usage_json)
+    return _CHAT_TAIL % (orjson.dumps(model), orjson.dumps(choices), usage_json)
+
+
+def chat_completion(cid: str, created: int, tail: bytes) -> bytes:
+    return b'{"id":"%b","object":"chat.completion","created":%d,%b' % (cid.encode(), created, tail)
 
 
 def text_completion(cid: str, created: int, model: str, gens: Sequence[Generation], prompt: int) -> bytes:

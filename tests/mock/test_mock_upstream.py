@@ -532,3 +532,12 @@ async def test_run_serves_until_sigterm(unused_tcp_port: int) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_repeated_request_gets_fresh_id_and_same_reply(client: openai.AsyncOpenAI) -> None:
+    a = await client.chat.completions.create(model="m", messages=MSGS)  # type: ignore[arg-type]
+    b = await client.chat.completions.create(model="m", messages=MSGS)  # type: ignore[arg-type]
+    assert a.id != b.id and a.id.startswith("chatcmpl-")
+    assert a.choices == b.choices and a.usage == b.usage
+    c = await client.chat.completions.create(model="m", messages=MSGS, extra_headers={"x-mock-tokens": "3"})  # type: ignore[arg-type]
+    assert c.usage is not None and c.usage.completion_tokens == 3
