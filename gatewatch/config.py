@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.config import GatewayConfig, ModelAlias, RoutingConfig, TenantConfig
+from gateway.governance.config import GovernanceConfig
 from schemas.config import KafkaConfig
 
 ENV_PREFIX = "GATEWATCH__"
@@ -39,12 +40,21 @@ class Settings(BaseModel):
     models: dict[str, ModelAlias] = Field(default_factory=dict)
     tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     embedded: EmbeddedConfig = EmbeddedConfig()
+    governance: GovernanceConfig = GovernanceConfig()
     # sections owned by later components (worker, policies) are validated by their own models
     worker: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def keys_file(self) -> Path:
         return self.gateway.keys_file or self.home / "keys.yaml"
+
+    @property
+    def policy_dir(self) -> Path:
+        return self.governance.policy_dir or self.home / "policies"
+
+    @property
+    def usage_file(self) -> Path:
+        return self.governance.usage_file or self.home / "usage.json"
 
     def tenant(self, name: str) -> TenantConfig:
         return self.tenants.get(name) or self.tenants.get("default") or TenantConfig()
@@ -98,6 +108,12 @@ models: {}
 tenants:
   default:
     capture: full   # full | hashes | none: what the event stores of prompts and answers
+
+# Governance: tenant policies live in a directory (default.yaml + <tenant>.yaml), hot-reloaded.
+# Without any file the built-in default applies: regex PII redaction of requests and events.
+# governance:
+#   policy_dir: .gatewatch/policies
+#   reload_poll_s: 1.0
 """
 
 

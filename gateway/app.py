@@ -17,7 +17,12 @@ from gateway.chain.auth import AuthStage
 from gateway.chain.base import Stage, build_chain
 from gateway.chain.emit import EmitStage, EventSink
 from gateway.chain.parse import ParseStage
+from gateway.chain.policy import PolicyStage
+from gateway.chain.redaction import CaptureGuard, RedactionStage
 from gateway.chain.upstream import UpstreamCall
+from gateway.governance.limiter import InMemoryLimiter, LimiterStore
+from gateway.governance.store import PolicyStore
+from gateway.governance.usage import UsageTracker
 from gateway.http.middlewares import errors_middleware
 from gateway.http.routes import Api
 from gateway.upstream.router import Router
@@ -30,6 +35,8 @@ log = logging.getLogger(__name__)
 ROUTER = web.AppKey("router", Router)
 KEYS = web.AppKey("keys", KeyStore)
 READINESS = web.AppKey("readiness", dict)
+POLICIES = web.AppKey("policies", PolicyStore)
+USAGE = web.AppKey("usage", UsageTracker)
 
 
 class Emitter(EventSink, Protocol):
@@ -43,13 +50,27 @@ def instance_id(configured: str | None) -> str:
 
 
 def create_app(settings: Settings, emitter: Emitter, *, keystore: KeyStore | None = None,
-               forward_headers: tuple[str, ...] = (), extra_stages: tuple[Stage, ...] = ()) -> web.Application:
+               forward_headers: tuple[str, ...] = (), extra_stages: tuple[Stage, ...] = (),
+               limiter: LimiterStore | None = None) -> web.Application:
+    """Chain: emit > capture-guard > auth > parse > policy > redaction > [extra_stages] > upstream."""
     gw = settings.gateway
+    gov = settings.governance
     keys = keystore or KeyStore(settings.keys_file)
     router = Router(settings.models, settings.routing, forward_headers=forward_headers)
     auth = AuthStage(keys, allow_unauthenticated=gw.allow_unauthenticated)
-    emit = EmitStage(emitter, instance_id(gw.instance_id), lambda t: settings.tenant(t).capture, router.price)
-    chain = build_chain([emit, auth, ParseStage(), *extra_stages], UpstreamCall(router))
+    policies = PolicyStore(settings.policy_dir, poll_s=gov.reload_poll_s, pii_threads=gov.pii_threads,
+                           hash_secret=gov.hash_secret.get_secret_value() if gov.hash_secret else None)
+    usage = UsageTracker(settings.usage_file, gov.usage_flush_s)
+
+    def capture_for(tenant: str) -> str:
+        current = policies.current
+        mode = current.for_tenant(tenant).policy.capture if current is not None else None
+        return mode or settings.tenant(tenant).capture
+
+    emit = EmitStage(emitter, instance_id(gw.instance_id), capture_for, router.price)
+    policy = PolicyStage(policies, keys, limiter or InMemoryLimiter(), usage, router.price)
+    chain = build_chain([emit, CaptureGuard(policies), auth, ParseStage(), policy, RedactionStage(), *extra_stages],
+                        UpstreamCall(router))
     readiness: dict[str, Any] = {"started": False, "shutting_down": False, "emitter": emitter.status}
     api = Api(chain, auth, router, gw.max_body_bytes, readiness)
 
@@ -58,9 +79,13 @@ def create_app(settings: Settings, emitter: Emitter, *, keystore: KeyStore | Non
     app[ROUTER] = router
     app[KEYS] = keys
     app[READINESS] = readiness
+    app[POLICIES] = policies
+    app[USAGE] = usage
     app.add_routes(api.routes())
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await policies.start()  # builds the PII engines once, before the first request
+        await usage.start()
         await emitter.start()
         await router.start()
         reloader = asyncio.create_task(_reload_keys(keys), name="keys-reloader")
@@ -72,6 +97,8 @@ def create_app(settings: Settings, emitter: Emitter, *, keystore: KeyStore | Non
             await reloader
         await router.stop()
         await emitter.stop(timeout=10.0)
+        await usage.stop()
+        await policies.stop()
         log.info("gateway stopped")
 
     async def on_shutdown(app: web.Application) -> None:

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
+
+from gateway.governance.policy import Budgets, RateLimits
 
 KEY_PREFIX = "gw-"
 
@@ -35,6 +38,8 @@ class KeyRecord:
     expires_at: datetime | None = None
     allowed_models: frozenset[str] | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    rate_limits: RateLimits = RateLimits()  # noqa: RUF009 (frozen) per key (the tenant's policy may add tenant-wide ones)
+    budgets: Budgets = Budgets()  # noqa: RUF009 (frozen)
 
     def usable(self, now: datetime | None = None) -> str | None:
         """None if the key may be used, else the reason it may not."""
@@ -55,6 +60,12 @@ class KeyRecord:
             out["allowed_models"] = sorted(self.allowed_models)
         if self.metadata:
             out["metadata"] = dict(self.metadata)
+        limits = self.rate_limits.model_dump(exclude_none=True)
+        if limits:
+            out["rate_limits"] = limits
+        budgets = self.budgets.model_dump(exclude_none=True)
+        if budgets:
+            out["budgets"] = budgets
         return out
 
 
@@ -76,11 +87,18 @@ def _parse_record(i: int, raw: Any, errors: list[str]) -> KeyRecord | None:
     if isinstance(expires, datetime) and expires.tzinfo is None:
         expires = expires.replace(tzinfo=UTC)
     models = raw.get("allowed_models")
+    try:
+        limits = RateLimits.model_validate(raw.get("rate_limits") or {})
+        budgets = Budgets.model_validate(raw.get("budgets") or {})
+    except ValidationError as exc:
+        errors += [f"keys.{i}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return None
     return KeyRecord(id=raw["id"], sha256=raw["sha256"].lower(), tenant=raw["tenant"], name=str(raw.get("name", "")),
                      created_at=str(raw.get("created_at", "")), disabled=bool(raw.get("disabled", False)),
                      expires_at=expires if isinstance(expires, datetime) else None,
                      allowed_models=frozenset(models) if isinstance(models, list) else None,
-                     metadata={str(k): str(v) for k, v in (raw.get("metadata") or {}).items()})
+                     metadata={str(k): str(v) for k, v in (raw.get("metadata") or {}).items()},
+                     rate_limits=limits, budgets=budgets)
 
 
 def read_keys(path: Path) -> list[KeyRecord]:
@@ -106,7 +124,8 @@ def write_keys(path: Path, records: list[KeyRecord]) -> None:
 
 
 def create_key(path: Path, tenant: str, name: str = "", allowed_models: list[str] | None = None,
-               expires_at: datetime | None = None, metadata: dict[str, str] | None = None) -> tuple[str, KeyRecord]:
+               expires_at: datetime | None = None, metadata: dict[str, str] | None = None,
+               rate_limits: RateLimits | None = None, budgets: Budgets | None = None) -> tuple[str, KeyRecord]:
     """Add a new key to the file; returns the secret (shown once) and its record."""
     if not tenant or not tenant.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ValueError(f"invalid tenant name {tenant!r} (letters, digits, '-', '_', '.')")
@@ -115,7 +134,8 @@ def create_key(path: Path, tenant: str, name: str = "", allowed_models: list[str
     rec = KeyRecord(id="key_" + secrets.token_hex(6), sha256=hash_key(secret), tenant=tenant, name=name,
                     created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                     allowed_models=frozenset(allowed_models) if allowed_models else None,
-                    expires_at=expires_at, metadata=metadata or {})
+                    expires_at=expires_at, metadata=metadata or {},
+                    rate_limits=rate_limits or RateLimits(), budgets=budgets or Budgets())
     write_keys(path, [*records, rec])
     return secret, rec
 
@@ -137,6 +157,7 @@ class KeyStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._by_hash: dict[str, KeyRecord] = {}
+        self._by_id: dict[str, KeyRecord] = {}
         self._mtime: float | None = None
         self.reload()
 
@@ -144,10 +165,11 @@ class KeyStore:
         try:
             mtime = self.path.stat().st_mtime_ns
         except FileNotFoundError:
-            self._by_hash, self._mtime = {}, None
+            self._by_hash, self._by_id, self._mtime = {}, {}, None
             return
         records = read_keys(self.path)
         self._by_hash = {r.sha256: r for r in records}
+        self._by_id = {r.id: r for r in records}
         self._mtime = mtime
 
     def maybe_reload(self) -> bool:
@@ -162,6 +184,9 @@ class KeyStore:
 
     def lookup(self, secret: str) -> KeyRecord | None:
         return self._by_hash.get(hash_key(secret))
+
+    def by_id(self, key_id: str | None) -> KeyRecord | None:
+        return self._by_id.get(key_id) if key_id is not None else None
 
     def __len__(self) -> int:
         return len(self._by_hash)
