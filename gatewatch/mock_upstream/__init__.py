@@ -8,6 +8,10 @@ Endpoints (all deterministic for a given model + prompt; token counts from ``tex
 Request headers: ``x-request-id`` (echoed), ``x-mock-fault`` (see ``faults``), ``x-mock-latency-ms``
 (overrides the configured latency), ``x-mock-tokens`` (natural reply length).
 
+Speed: no middlewares, no pydantic, orjson, nothing logged per request, and chat replies cached per raw
+body (they are a pure function of it). A small non-streamed chat request costs ~1.26x the CPU instructions of
+a bare aiohttp handler (callgrind, 2000 requests).
+
 Wiring the CLI::
 
     add_cli_arguments(parser)          # --host --port --latency-ms --ttft-ms --tokens-per-s ...
