@@ -97,6 +97,29 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_limits(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from pydantic import ValidationError
+
+    from gateway.governance.policy import Budgets, RateLimits
+
+    try:
+        return (RateLimits(requests_per_minute=args.rpm, tokens_per_minute=args.tpm),
+                Budgets(tokens_per_day=args.daily_tokens, tokens_per_month=args.monthly_tokens,
+                        cost_per_day_usd=args.daily_cost, cost_per_month_usd=args.monthly_cost))
+    except ValidationError as exc:
+        raise CliError("; ".join(f"--{e['loc'][0]}: {e['msg']}" for e in exc.errors())) from None
+
+
+def _meta(pairs: list[str] | None) -> dict[str, str]:
+    out = {}
+    for pair in pairs or ():
+        k, sep, v = pair.partition("=")
+        if not sep or not k:
+            raise CliError(f"--meta: expected NAME=VALUE, got {pair!r}")
+        out[k] = v
+    return out
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from gateway.auth.keys import create_key, read_keys, revoke_key
 
@@ -110,8 +133,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
             except ValueError:
                 raise CliError(f"--expires: not an ISO-8601 date/time: {args.expires!r}") from None
         models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+        limits, budgets = _key_limits(args)
         try:
-            secret, rec = create_key(path, args.tenant, args.name or "", models, expires)
+            secret, rec = create_key(path, args.tenant, args.name or "", models, expires, _meta(args.meta),
+                                     limits, budgets)
         except ValueError as exc:
             raise CliError(str(exc)) from None
         print(secret)
@@ -119,16 +144,34 @@ def cmd_keys(args: argparse.Namespace) -> int:
               "this is the only time the key is shown)", file=sys.stderr)
     elif args.keys_cmd == "list":
         rows = read_keys(path)
-        print(f"{'ID':<18} {'TENANT':<16} {'STATUS':<9} {'CREATED':<26} NAME")
+        print(f"{'ID':<18} {'TENANT':<16} {'STATUS':<9} {'CREATED':<26} {'NAME':<16} LIMITS")
         for r in rows:
             status = "revoked" if r.disabled else ("expired" if r.usable() else "active")
-            print(f"{r.id:<18} {r.tenant:<16} {status:<9} {r.created_at:<26} {r.name}")
+            lim = {**r.rate_limits.model_dump(exclude_none=True), **r.budgets.model_dump(exclude_none=True)}
+            shown = " ".join(f"{k}={v}" for k, v in lim.items()) or "-"
+            print(f"{r.id:<18} {r.tenant:<16} {status:<9} {r.created_at:<26} {r.name:<16} {shown}")
     elif args.keys_cmd == "revoke":
         try:
             rec = revoke_key(path, args.key_id)
         except KeyError as exc:
             raise CliError(str(exc.args[0])) from None
         print(f"revoked {rec.id} (tenant {rec.tenant})")
+    return 0
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    from gateway.governance.loader import PolicyError
+    from gateway.governance.store import PolicyStore
+
+    directory = Path(args.dir) if args.dir else _settings(args).policy_dir
+    store = PolicyStore(directory)
+    try:
+        policies = store.load()
+    except PolicyError as exc:
+        print(f"{directory}: {exc}", file=sys.stderr)
+        return 2
+    print(f"{directory}: OK (default version {policies.default.version}"
+          + "".join(f", {t} {p.version}" for t, p in policies.tenants.items()) + ")")
     return 0
 
 
@@ -154,10 +197,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+SERVICES = frozenset({"up", "gateway", "worker", "mock-upstream"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gatewatch", description="Open LLM gateway with streaming observability.")
     p.add_argument("--config", "-c", default=None, help="config file (default $GATEWATCH_CONFIG or ./gatewatch.yaml)")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default=None, help="default INFO for services, WARNING for other commands")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     up = sub.add_parser("up", help="run the embedded default: broker, mock upstream, worker, gateway")
@@ -183,10 +229,22 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--name")
     kc.add_argument("--models", help="comma-separated model aliases this key may use (default: all)")
     kc.add_argument("--expires", help="ISO-8601 expiry, e.g. 2027-01-31T00:00:00+00:00")
+    kc.add_argument("--rpm", type=int, help="requests per minute for this key")
+    kc.add_argument("--tpm", type=int, help="tokens per minute for this key")
+    kc.add_argument("--daily-tokens", type=int, help="token budget per UTC day")
+    kc.add_argument("--monthly-tokens", type=int, help="token budget per calendar month")
+    kc.add_argument("--daily-cost", type=float, help="cost budget per UTC day (USD)")
+    kc.add_argument("--monthly-cost", type=float, help="cost budget per calendar month (USD)")
+    kc.add_argument("--meta", action="append", metavar="NAME=VALUE", help="free-form metadata (repeatable)")
     ksub.add_parser("list", help="list keys (ids and tenants, never secrets)")
     kr = ksub.add_parser("revoke", help="revoke a key by id")
     kr.add_argument("key_id")
     keys.set_defaults(func=cmd_keys)
+
+    pol = sub.add_parser("policy", help="validate a policy directory (every error at once)")
+    pol.add_argument("policy_cmd", choices=["check"])
+    pol.add_argument("dir", nargs="?", help="policy directory (default governance.policy_dir)")
+    pol.set_defaults(func=cmd_policy)
 
     cfg = sub.add_parser("config", help="validate or show the configuration")
     cfg.add_argument("config_cmd", choices=["check", "show"])
@@ -201,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = args.log_level or ("INFO" if args.cmd in SERVICES else "WARNING")
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
