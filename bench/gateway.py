@@ -376,9 +376,7 @@ class Bench:
             log(f"  wrk {t.name}: {res['wrk']}")
             self.recover(t)
         if mem_requests and mem_rate:
-            sustained = res["ladder"]["sustained_rps"] or res["ladder"]["sustained_loose_rps"]
-            if sustained and mem_rate > 0.8 * sustained:  # stay below saturation: this phase is about memory
-                mem_rate = 0.8 * sustained
+            mem_rate = min(mem_rate, 0.8 * safe_rate(res))  # stay below saturation: this phase is about memory
             log(f"{t.name}: memory over {mem_requests} requests at {mem_rate:g} rps")
             res["memory"] = self.memory(t, mem_requests, mem_rate)
         res["rss_end_mb"] = t.rss()
@@ -397,6 +395,14 @@ class Bench:
         load = self.run(t, rate, seconds - 2, warmup=0.5)
         spy.wait(timeout=seconds + 30)
         return {"rate": rate, "load": load, "stacks": str(out), **top_frames(out)}
+
+
+def safe_rate(res: dict[str, Any]) -> float:
+    """A rate the proxy handled: its sustained rate, else its best error-free fixed rate, else half its wrk peak."""
+    lad = res["ladder"]
+    fixed = [r["rate"] for r in res["fixed"] if r.get("ok")]
+    return float(lad["sustained_rps"] or lad["sustained_loose_rps"] or (max(fixed) if fixed else 0)
+                 or 0.5 * res.get("wrk", {}).get("rps", 100.0))
 
 
 def ensure_pyspy() -> Path:
@@ -463,15 +469,24 @@ def models_yaml(mock: int, paced: int) -> dict[str, Any]:
     return {"bench-chat": dep(mock), "bench-stream": dep(paced)}
 
 
+PROXIES = ("gatewatch", "gatewatch-nopii", "litellm")
+NO_PII_POLICY = {"pii": {"input": {}, "events": {}}}  # governance policy without PII redaction
+
+
 def start_gatewatch(procs: Procs, tmp: Path, cpu: int, broker: str, mock: int, paced: int,
-                    body: dict[str, str]) -> Target:
+                    body: dict[str, str], *, name: str = "gatewatch", policy: dict[str, Any] | None = None) -> Target:
+    """The gateway with its real configuration (API keys, Kafka events, default governance policy, or
+    ``policy`` as the policy directory's default.yaml)."""
     import yaml
 
-    port, home = free_port(), tmp / "home"
+    port, home = free_port(), tmp / f"home-{name}"
     home.mkdir(exist_ok=True)
+    if policy is not None:
+        (home / "policies").mkdir(exist_ok=True)
+        (home / "policies" / "default.yaml").write_text(yaml.safe_dump(policy))
     cfg = {"gateway": {"host": "127.0.0.1", "port": port}, "kafka": {"bootstrap_servers": broker},
            "models": models_yaml(mock, paced), "tenants": {"default": {"capture": "full"}}}
-    cfg_path = tmp / "gatewatch.yaml"
+    cfg_path = tmp / f"{name}.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     env = {"GATEWATCH_HOME": str(home)}
     cwd, extra = procs.project_env()
@@ -481,14 +496,14 @@ def start_gatewatch(procs: Procs, tmp: Path, cpu: int, broker: str, mock: int, p
     if keys.returncode != 0:
         raise RuntimeError(f"gatewatch keys create failed: {keys.stderr[-2000:]}")
     secret = keys.stdout.split()[0]
-    proc = procs.start("gatewatch", [PY, "-m", "gatewatch", "-c", str(cfg_path), "--log-level", "WARNING", "gateway"],
+    proc = procs.start(name, [PY, "-m", "gatewatch", "-c", str(cfg_path), "--log-level", "WARNING", "gateway"],
                        cpu, env)
     base = f"http://127.0.0.1:{port}"
     took = wait_http(base + "/readyz", 60, proc)
     headers = {"Authorization": f"Bearer {secret}"}
     wait_http(base + CHAT, 30, proc, body["chat"], headers)
-    log(f"gatewatch ready on {base} in {took:.1f}s (pid {proc.pid}, core {cpu})")
-    return Target("gatewatch", base, headers, body["chat"], body["stream"], proc=proc)
+    log(f"{name} ready on {base} in {took:.1f}s (pid {proc.pid}, core {cpu})")
+    return Target(name, base, headers, body["chat"], body["stream"], proc=proc)
 
 
 def start_litellm(procs: Procs, tmp: Path, cpu: int, mock: int, paced: int,
@@ -647,7 +662,7 @@ def fixed_table(title: str, rows_by_proxy: dict[str, list[dict[str, Any]]], key:
 
 def report(res: dict[str, Any]) -> str:
     m, a = res["machine"], res["args"]
-    proxies = {k: res[k] for k in ("gatewatch", "litellm") if isinstance(res.get(k), dict) and "fixed" in res[k]}
+    proxies = {k: res[k] for k in PROXIES if isinstance(res.get(k), dict) and "fixed" in res[k]}
     lines = ["## Gateway proxy benchmark", "",
              f"- date: {res['date']}; machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, {m['os']}, "
              f"Python {m['python']}, aiohttp {m['aiohttp']}",
@@ -660,7 +675,7 @@ def report(res: dict[str, Any]) -> str:
              f"- litellm {res.get('litellm_version', '-')}; mode {'quick' if a['quick'] else 'full'}; "
              "latencies in ms from the scheduled send time (open loop); added = proxy percentile - direct "
              "percentile, measured back to back at the same rate", ""]
-    for k in ("gatewatch", "litellm"):
+    for k in PROXIES:
         if isinstance(res.get(k), dict) and res[k].get("failed"):
             lines += [f"- **{k} failed**: {res[k]['failed'].strip().splitlines()[-1]}", ""]
     gen = res.get("generator", {})
@@ -724,6 +739,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--mem-requests", type=int, default=None, help="default 100000, quick 10000")
     ap.add_argument("--mem-rate", type=float, default=1500.0)
     ap.add_argument("--no-litellm", action="store_true")
+    ap.add_argument("--also-no-pii", action="store_true",
+                    help="also run the gateway with a policy that turns PII redaction off (fixed rates, ladder)")
     ap.add_argument("--no-gatewatch", action="store_true", help="only LiteLLM (for checking the comparison side)")
     ap.add_argument("--no-wrk", action="store_true")
     ap.add_argument("--profile", action="store_true", help="py-spy the gateway at --profile-rate afterwards")
@@ -759,11 +776,11 @@ def run_all(args: argparse.Namespace, procs: Procs, tmp: Path, res: dict[str, An
         if not args.no_wrk:
             res["generator"]["wrk"] = client.wrk(direct.url, direct.body, {}, args.wrk_duration)
             log(f"  wrk direct: {res['generator']['wrk']}")
+        gen = res["generator"]["ladder"]
+        ceiling = gen["sustained_rps"] or gen["sustained_loose_rps"] or max(args.ladder)
         if not args.no_gatewatch:
             with recorded(res, "gatewatch", tmp):
                 gw = start_gatewatch(procs, tmp, args.proxy_cpu, broker.bootstrap, mock, paced, body)
-                gen = res["generator"]["ladder"]
-                ceiling = gen["sustained_rps"] or gen["sustained_loose_rps"] or max(args.ladder)
                 res["gatewatch"] = bench.proxy_suite(
                     gw, rates=args.rates, ladder=[r for r in args.ladder if r <= ceiling] or args.ladder[:1],
                     stream_rates=args.stream_rates, mem_requests=args.mem_requests, mem_rate=args.mem_rate)
@@ -771,6 +788,14 @@ def run_all(args: argparse.Namespace, procs: Procs, tmp: Path, res: dict[str, An
                 if args.profile:
                     log(f"profiling gatewatch at {args.profile_rate:g} rps")
                     res["profile"] = bench.profile(gw, args.profile_rate, 12.0 if args.quick else 20.0)
+                procs.stop(gw.proc)  # type: ignore[arg-type]
+        if args.also_no_pii:
+            with recorded(res, "gatewatch-nopii", tmp):
+                gw = start_gatewatch(procs, tmp, args.proxy_cpu, broker.bootstrap, mock, paced, body,
+                                     name="gatewatch-nopii", policy=NO_PII_POLICY)
+                res["gatewatch-nopii"] = bench.proxy_suite(
+                    gw, rates=args.rates, ladder=[r for r in args.ladder if r <= ceiling] or args.ladder[:1],
+                    stream_rates=args.stream_rates[-1:], mem_requests=0, mem_rate=None)
                 procs.stop(gw.proc)  # type: ignore[arg-type]
         if not args.no_litellm:
             with recorded(res, "litellm", tmp):
