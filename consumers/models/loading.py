@@ -105,6 +105,7 @@ def load_detoxify(
     maps legacy key names such as LayerNorm gamma/beta). Checkpoints are trusted local files
     (Lightning pickles: ``weights_only=False`` as in Detoxify).
     """
+    from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as pkg_version
 
     import transformers
@@ -129,7 +130,10 @@ def load_detoxify(
     if info["missing_keys"]:
         raise ValueError(f"{checkpoint}: weights missing for {sorted(info['missing_keys'])[:5]}")
     tokenizer = transformers.AutoTokenizer.from_pretrained(base, local_files_only=True)
-    version = f"detoxify-{pkg_version('detoxify')}"
+    try:  # the checkpoint is loaded with transformers; the detoxify package is only its label set's origin
+        version = f"detoxify-{pkg_version('detoxify')}"
+    except PackageNotFoundError:
+        version = "detoxify-checkpoint"
     return Classifier(
         _prepare(model, device, dtype, compile_), tokenizer, tuple(classes), True, checkpoint.stem, version
     )
