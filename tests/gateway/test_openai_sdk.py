@@ -114,7 +114,8 @@ async def test_request_id_propagates(gw: Gateway, mock) -> None:  # type: ignore
     raw = await gw.client().chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=MSG, extra_headers={"x-request-id": "req-abc-123"})
     assert raw.headers["x-request-id"] == "req-abc-123"
-    assert mock.state.recent[-1]["headers"]["x-request-id"] == "req-abc-123"
+    sent = {k.lower(): v for k, v in mock.state.snapshot(1)["recent"][-1]["headers"].items()}
+    assert sent["x-request-id"] == "req-abc-123"
     assert gw.emitter.events[0]["request_id"] == "req-abc-123"
 
 
@@ -122,7 +123,7 @@ async def test_extension_field_stripped(gw: Gateway, mock) -> None:  # type: ign
     await gw.client().chat.completions.create(
         model="gpt-4o-mini", messages=MSG, user="end-user-7",
         extra_body={"gatewatch": {"context": ["Doc one.", "Doc two."], "metadata": {"purpose": "support"}}})
-    forwarded = mock.state.recent[-1]["body"]
+    forwarded = mock.state.snapshot(1)["recent"][-1]["body"]
     assert "gatewatch" not in forwarded
     ev = gw.emitter.events[0]
     assert [d["content"] for d in ev["request"]["context"]] == ["Doc one.", "Doc two."]
