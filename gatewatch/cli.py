@@ -24,7 +24,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from gatewatch.runtime import install_uvloop
+    from gatewatch.runtime import install_uvloop, slim_gateway_imports
+
+    slim_gateway_imports()
     from gatewatch.up import run_up
 
     settings = _settings(args)
@@ -34,7 +36,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from gatewatch.runtime import install_uvloop, serve_gateway, stop_on_signals
+    from gatewatch.runtime import install_uvloop, serve_gateway, slim_gateway_imports, stop_on_signals
+
+    slim_gateway_imports()
     from gateway.upstream.router import resolve_key_errors
 
     settings = _settings(args)
@@ -69,6 +73,7 @@ def cmd_mock(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     try:
         import chdb  # noqa: F401  - chdb must be imported early, in the main thread
+
         from consumers.worker import run_worker
     except ImportError as exc:
         raise CliError(f"the worker needs the consumers extra: pip install 'gatewatch[consumers]' ({exc})") from None

@@ -4,28 +4,30 @@ Build a ``Redactor`` per config at start (engines are cached per process), then
 ``await redactor.redact(text)``; streams go through ``StreamRedactor`` / ``StreamRestorer``.
 """
 
-from gateway.redaction.config import Action, CustomRecognizerConfig, PatternConfig, RedactionConfig
-from gateway.redaction.engines import EngineRegistry, default_registry
-from gateway.redaction.errors import PIIBlocked, RedactionFailed
-from gateway.redaction.operators import PseudonymMap
-from gateway.redaction.redactor import RedactedSpan, RedactionResult, Redactor
-from gateway.redaction.spans import Span
-from gateway.redaction.stream import StreamRedactor, StreamRestorer
+from __future__ import annotations
 
-__all__ = [
-    "Action",
-    "CustomRecognizerConfig",
-    "EngineRegistry",
-    "PIIBlocked",
-    "PatternConfig",
-    "PseudonymMap",
-    "RedactedSpan",
-    "RedactionConfig",
-    "RedactionFailed",
-    "RedactionResult",
-    "Redactor",
-    "Span",
-    "StreamRedactor",
-    "StreamRestorer",
-    "default_registry",
-]
+import importlib
+from typing import Any
+
+# Lazy exports (PEP 562): importing the package (or its config module, which the CLI and the policy
+# loader need) must not import presidio/spaCy — that costs seconds and ~100 MB.
+_EXPORTS = {
+    "Action": "config", "CustomRecognizerConfig": "config", "PatternConfig": "config", "RedactionConfig": "config",
+    "EngineRegistry": "engines", "default_registry": "engines",
+    "PIIBlocked": "errors", "RedactionFailed": "errors",
+    "PseudonymMap": "operators",
+    "RedactedSpan": "redactor", "RedactionResult": "redactor", "Redactor": "redactor",
+    "Span": "spans",
+    "StreamRedactor": "stream", "StreamRestorer": "stream",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gateway.redaction' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"gateway.redaction.{module}"), name)
+    globals()[name] = value
+    return value
