@@ -14,12 +14,11 @@ import argparse
 import asyncio
 import logging
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import sys
 
 # bench/gateway.py would shadow the `gateway` package: put the repository root first
 sys.path[:] = [str(Path(__file__).resolve().parent.parent), *(p for p in sys.path if Path(p).resolve() != Path(

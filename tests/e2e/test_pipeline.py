@@ -54,7 +54,8 @@ async def _wait_caught_up(console: str, min_events: int, timeout: float) -> None
                 text = ""
             ok = True
             for p in ("archiver", "toxicity"):
-                lag, seen = _metric(text, "gatewatch_consumer_lag", p), _metric(text, "gatewatch_consumer_events_total", p)
+                lag = _metric(text, "gatewatch_consumer_lag", p)
+                seen = _metric(text, "gatewatch_consumer_events_total", p)
                 ok = ok and lag == 0 and (seen or 0) >= min_events
             if ok:
                 return
@@ -105,13 +106,13 @@ async def test_gateway_to_warehouse_with_worker_crash(make_gateway, mock, tmp_pa
             sender = asyncio.create_task(send(60, 60))
             await asyncio.sleep(0.3)
             worker.send_signal(signal.SIGKILL)  # crash mid-stream: no graceful commit
-            worker.wait()
+            await asyncio.to_thread(worker.wait)
             await sender
             worker = _start_worker(cfg, home, log)
             await _wait_caught_up(console, 1, timeout=90)
         finally:
             worker.send_signal(signal.SIGTERM)
-            worker.wait(60)
+            await asyncio.to_thread(worker.wait, 60)
     dsn = f"chdb://{home.resolve() / 'warehouse'}"
     out = subprocess.run([sys.executable, "-c", QUERY, dsn], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -19,7 +19,7 @@ from tests.gateway.conftest import GatewayFactory, RecordingEmitter, deployment,
 SPLITS = (1, 5, 2, 9, 3, 17, 4, 7)
 
 
-def upstream_bodies(mock: Any) -> list[Any]:
+def upstream_bodies(mock: Any) -> list[Any]:  # noqa: F811 - a parameter, not the fixture
     """Every request body the mock upstream received (oldest first)."""
     return [e["body"] for e in mock.state.snapshot()["recent"]]
 

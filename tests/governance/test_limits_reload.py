@@ -28,11 +28,11 @@ async def post(url: str, key: str, body: dict | None = None) -> tuple[int, dict,
 
 async def test_key_rate_limit_429_retry_after(make_gateway: GatewayFactory, mock) -> None:  # type: ignore[no-untyped-def]
     g = await make_gateway({"m": {"deployments": [deployment(mock)]}})
-    secret, rec = create_key(g.settings.keys_file, "acme", rate_limits=RateLimits(requests_per_minute=2))
+    secret, _rec = create_key(g.settings.keys_file, "acme", rate_limits=RateLimits(requests_per_minute=2))
     await asyncio.sleep(1.2)  # the key file reloader picks up the new key
     got = [await post(g.base_url, secret) for _ in range(3)]
     assert [s for s, _, _ in got] == [200, 200, 429]
-    status, body, headers = got[2]
+    _status, body, headers = got[2]
     assert body["error"]["code"] == "rate_limit_exceeded" and "2 requests per minute" in body["error"]["message"]
     assert int(headers["Retry-After"]) >= 1
     ev = g.emitter.events[-1]
@@ -92,7 +92,7 @@ async def test_reload_on_change_and_invalid_file_keeps_old(make_gateway: Gateway
 
     store = g.runner.app[POLICIES]
     assert store.last_error is not None and len(store.last_error.errors) >= 3  # every error at once
-    status, body, _ = await post(g.base_url, g.key)
+    status, _body, _ = await post(g.base_url, g.key)
     assert status == 403 and g.emitter.events[-1]["policy"]["policy_version"] == "v2"
 
 
@@ -134,6 +134,6 @@ async def test_fail_closed_on_unexpected_error(make_gateway: GatewayFactory, moc
         raise KeyError("surprise")
 
     monkeypatch.setattr(Redactor, "redact_many", boom)
-    status, body, _ = await post(g.base_url, g.key)
+    status, _body, _ = await post(g.base_url, g.key)
     assert status == 503 and upstream_bodies(mock) == []
     assert "ann@example.com" not in str(g.emitter.events[-1])
