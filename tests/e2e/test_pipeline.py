@@ -114,7 +114,8 @@ async def test_gateway_to_warehouse_with_worker_crash(make_gateway, mock, tmp_pa
             worker.send_signal(signal.SIGTERM)
             await asyncio.to_thread(worker.wait, 60)
     dsn = f"chdb://{home.resolve() / 'warehouse'}"
-    out = subprocess.run([sys.executable, "-c", QUERY, dsn], capture_output=True, text=True, timeout=60)
+    out = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", QUERY, dsn], capture_output=True,
+                                  text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     per_request = dict(result["events"])
