@@ -10,6 +10,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     SecretStr,
@@ -85,6 +86,10 @@ class RedactionConfig(BaseModel):
     max_input_chars: PositiveInt = 200_000  # over this -> RedactionFailed (fail closed)
     timeout_s: PositiveFloat = 5.0  # whole call incl. the wait for a worker; also the regex budget
     max_concurrency: PositiveInt = 4  # worker threads == in-flight analyses
+    # regex engine: calls with at most this many characters in all run inline on the event loop (a thread
+    # hop costs more than the analysis, and the GIL gives threads no parallelism); the regex guard still
+    # bounds their time. 0 = always use the thread pool.
+    inline_max_chars: NonNegativeInt = 1024
     stream_holdback_chars: int = Field(default=96, ge=16, le=4096)
     hash_secret: SecretStr | None = None  # None -> random per process (hashes stable per process only)
 

@@ -117,6 +117,8 @@ class Redactor:
             found = self.detect_sync(texts, acts)
             return [self.apply(t, s, acts, pseudonyms) for t, s in zip(texts, found, strict=True)]
 
+        if self.cfg.engine == "regex" and sum(len(t) for t in texts) <= self.cfg.inline_max_chars:
+            return self._inline(work)
         return await self._run(work)
 
     async def detect(self, text: str, actions: Mapping[str, Action] | None = None) -> list[Span]:
@@ -208,6 +210,19 @@ class Redactor:
         total = sum(len(t) for t in texts)
         if total > self.cfg.max_input_chars:
             raise RedactionFailed(f"text too long to redact ({total} > {self.cfg.max_input_chars} chars)")
+
+    def _inline(self, fn: Callable[[], T]) -> T:
+        """Short regex-engine work on the event loop: same failure mapping as the pool (fail closed)."""
+        if self._closed:
+            raise RedactionFailed("redactor is closed")
+        try:
+            return fn()
+        except (PIIBlocked, RedactionFailed):
+            raise
+        except RegexTimeout as exc:
+            raise RedactionFailed("PII redaction failed: a regex ran out of time") from exc
+        except Exception as exc:
+            raise RedactionFailed(f"PII redaction failed ({type(exc).__name__})") from exc
 
     async def _run(self, fn: Callable[[], T]) -> T:
         if self._closed:

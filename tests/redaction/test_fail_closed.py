@@ -47,7 +47,8 @@ def test_regex_timeout_is_an_error_not_a_skip(make_redactor: Callable[..., Redac
 
 async def test_slow_engine_times_out_and_keeps_its_slot(monkeypatch: pytest.MonkeyPatch) -> None:
     engines = EngineRegistry()  # own engine: the analyzer is patched below
-    async with Redactor(RedactionConfig(timeout_s=0.2, max_concurrency=1), engines=engines) as redactor:
+    cfg = RedactionConfig(timeout_s=0.2, max_concurrency=1, inline_max_chars=0)  # the pool path
+    async with Redactor(cfg, engines=engines) as redactor:
         analyzer = redactor._engine.analyzer
         real = analyzer.analyze
 
@@ -90,3 +91,17 @@ async def test_closed_redactor_refuses(make_redactor: Callable[..., Redactor]) -
 async def test_unknown_entity_in_call_override_fails_closed(regex_redactor: Redactor) -> None:
     with pytest.raises(RedactionFailed):
         await regex_redactor.redact("hi", {"PERSON": "redact"})
+
+
+async def test_inline_path_fails_closed_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short texts run inline on the loop (no thread hop); errors there fail closed the same way."""
+    engines = EngineRegistry()
+    async with Redactor(RedactionConfig(inline_max_chars=4096), engines=engines) as redactor:
+        assert (await redactor.redact("call 212-555-0199")).text == "call <PHONE_NUMBER>"
+
+        def boom(*args: Any, **kw: Any) -> Any:
+            raise RuntimeError("engine down")
+
+        monkeypatch.setattr(redactor._engine.analyzer, "analyze", boom)
+        with pytest.raises(RedactionFailed, match="RuntimeError"):
+            await redactor.redact("ssn 536-22-8726")
