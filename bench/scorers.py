@@ -28,6 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench" / "gpu")]
 
 import torch  # noqa: E402
 from models import build_all, sentence, vocabulary  # noqa: E402
+from stages import Stages  # noqa: E402
 
 
 class RecordingSink:
@@ -66,17 +67,28 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-async def through(scorers: list[Any], batches: list[list[bytes]]) -> tuple[float, dict[str, int]]:
+async def through(
+    scorers: list[Any], batches: list[list[bytes]], concurrent: bool = False, stages: Stages | None = None
+) -> tuple[float, dict[str, int]]:
+    """Validate each batch as the source does, score it (one scorer after the other, or all at once as
+    the worker's concurrent pipelines do), hand the rows to the sink."""
     from schemas.events import Event
 
     sink = RecordingSink()
     sync()
     t = time.perf_counter()
     for raw in batches:
+        v = time.perf_counter()
         events = [Event.model_validate_json(b) for b in raw]
+        if stages is not None:
+            stages.add("validate (Event.model_validate_json)", time.perf_counter() - v)
+        if concurrent:
+            results = await asyncio.gather(*(s.score(events) for s in scorers))
+        else:
+            results = [await s.score(events) for s in scorers]
         rows: dict[str, list[dict[str, Any]]] = {}
-        for s in scorers:
-            for table, r in (await s.score(events)).items():
+        for result in results:
+            for table, r in result.items():
                 rows.setdefault(table, []).extend(r)
         await sink.write(rows)
     sync()
@@ -111,6 +123,11 @@ def config(args: argparse.Namespace, paths: dict[str, Path]) -> Any:
     })
 
 
+def line(name: str, events: int, secs: float, bsecs: float, rows: dict[str, int]) -> str:
+    return (f"{name:<34} {events / secs:>9.1f} ev/s  bare {events / bsecs:>9.1f} ev/s  "
+            f"ratio {bsecs / secs:.2f}  rows {rows}")
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     from consumers.scorers import SCORER_FACTORIES
     from schemas.events import Event
@@ -118,8 +135,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     vocab, words = vocabulary()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="gw-bench-"))
     t = time.perf_counter()
-    paths = build_all(workdir, vocab)
-    print(f"models built in {time.perf_counter() - t:.1f}s under {workdir}", flush=True)
+    paths = build_all(workdir, vocab, tiny=args.tiny)
+    print(f"models built in {time.perf_counter() - t:.1f}s under {workdir}"
+          f"{' (TINY dims: overhead profile, not model speed)' if args.tiny else ''}", flush=True)
     cfg = config(args, paths)
     scorers = {name: SCORER_FACTORIES[name](cfg) for name in ("toxicity", "factuality", "drift")}
     for s in scorers.values():
@@ -127,7 +145,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     raw = payloads(args.events + args.batch_events, words, args.tokens)
     warm, raw = [raw[: args.batch_events]], raw[args.batch_events :]
     batches = [raw[i : i + args.batch_events] for i in range(0, len(raw), args.batch_events)]
-    print(f"{args.events} events, {len(batches)} batches of {args.batch_events}, device {cfg.device}", flush=True)
+    print(f"{args.events} events, {len(batches)} batches of {args.batch_events}, device {cfg.device}, "
+          f"forward batch {cfg.batch_size}", flush=True)
     await through(list(scorers.values()), warm)  # every bucket shape seen once
 
     events = [Event.model_validate_json(b) for b in raw]
@@ -137,20 +156,34 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     work = {"toxicity": (scorers["toxicity"].backend._runner, prompts + responses),
             "factuality": (scorers["factuality"].backend._runner, pairs),
             "drift": (scorers["drift"]._embedder._runner, prompts + responses)}
-    res: dict[str, Any] = {"events": args.events, "device": torch.cuda.get_device_name() if torch.cuda.is_available()
-                           else "cpu", "scorers": {}}
+    res: dict[str, Any] = {"events": args.events, "tiny": args.tiny, "scorers": {},
+                           "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+    stages = Stages().install() if args.stages else None
+    n = args.events
     for name, s in scorers.items():
-        secs, rows = await through([s], batches)
+        if stages:
+            stages.reset()
+        secs, rows = await through([s], batches, stages=stages)
         bsecs = bare(*work[name])
-        res["scorers"][name] = {"events_s": args.events / secs, "bare_events_s": args.events / bsecs,
-                                "ratio": bsecs / secs, "rows": rows}
-        print(f"{name:<11} {args.events / secs:>9.1f} ev/s  bare {args.events / bsecs:>9.1f} ev/s  "
-              f"ratio {bsecs / secs:.2f}  rows {rows}", flush=True)
-    secs, rows = await through(list(scorers.values()), batches)
-    bsecs = sum(args.events / v["bare_events_s"] for v in res["scorers"].values())
-    res["all"] = {"events_s": args.events / secs, "bare_events_s": args.events / bsecs, "ratio": bsecs / secs}
-    print(f"{'all three':<11} {args.events / secs:>9.1f} ev/s  bare {args.events / bsecs:>9.1f} ev/s  "
-          f"ratio {bsecs / secs:.2f}  rows {rows}", flush=True)
+        res["scorers"][name] = {"events_s": n / secs, "bare_events_s": n / bsecs, "ratio": bsecs / secs,
+                                "rows": rows}
+        print(line(name, n, secs, bsecs, rows), flush=True)
+        if stages:
+            res["scorers"][name]["stages_s"] = dict(stages.seconds)
+            print(stages.report(secs, n), flush=True)
+    bsecs = sum(n / v["bare_events_s"] for v in res["scorers"].values())  # sequential bare: the GPU's work
+    for key, label, concurrent in (("all", "all three (sequential)", False),
+                                   ("all_concurrent", "all three (concurrent, as the worker)", True)):
+        if stages:
+            stages.reset()
+        secs, rows = await through(list(scorers.values()), batches, concurrent=concurrent, stages=stages)
+        res[key] = {"events_s": n / secs, "bare_events_s": n / bsecs, "ratio": bsecs / secs}
+        print(line(label, n, secs, bsecs, rows), flush=True)
+        if stages:
+            res[key]["stages_s"] = dict(stages.seconds)
+            print(stages.report(secs, n), flush=True)
+    if stages:
+        stages.uninstall()
     return res
 
 
@@ -165,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--compile", action="store_true", help="torch.compile(dynamic=True) on GPU")
     p.add_argument("--workdir", help="where the random-weight models are built (reused when present)")
+    p.add_argument("--tiny", action="store_true",
+                   help="same architectures with tiny dims: the model costs ~nothing, what is left is overhead")
+    p.add_argument("--stages", action="store_true", help="print busy seconds per stage of the scorer code")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     res = asyncio.run(bench(args))

@@ -26,6 +26,8 @@ DEBERTA_V3_XSMALL = {"vocab_size": 128100, "hidden_size": 384, "num_hidden_layer
                      "position_buckets": 256, "norm_rel_ebd": "layer_norm", "share_att_key": True,
                      "pos_att_type": ["p2c", "c2p"], "layer_norm_eps": 1e-7, "max_relative_positions": -1,
                      "position_biased_input": False, "type_vocab_size": 0}
+# --tiny: the same architectures with negligible compute, so a CPU profile shows the scorer overhead
+TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
 
 
 def vocabulary(size: int = 30522) -> tuple[list[str], list[str]]:
@@ -47,8 +49,11 @@ def write_tokenizer(directory: Path, vocab: list[str]) -> None:
     BertTokenizer(vocab_file=str(directory / "vocab.txt")).save_pretrained(directory)
 
 
-def build_all(workdir: Path, vocab: list[str]) -> dict[str, Path]:
-    """Detoxify-original checkpoint + base dir, a MiniLM-L6 sentence-transformers dir, a DeBERTa-v3-xsmall NLI dir."""
+def build_all(workdir: Path, vocab: list[str], tiny: bool = False) -> dict[str, Path]:
+    """Detoxify-original checkpoint + base dir, a MiniLM-L6 sentence-transformers dir, a DeBERTa-v3-xsmall NLI dir.
+
+    ``tiny``: same classes, tokenizers and vocabularies with ``TINY`` dims (built under ``workdir/tiny``).
+    """
     from transformers import (
         BertConfig,
         BertForSequenceClassification,
@@ -58,13 +63,16 @@ def build_all(workdir: Path, vocab: list[str]) -> dict[str, Path]:
     )
 
     torch.manual_seed(0)
+    dims = TINY if tiny else {}
+    bert_base, minilm, deberta = ({**c, **dims} for c in (BERT_BASE, MINILM_L6, DEBERTA_V3_XSMALL))
+    workdir = workdir / "tiny" if tiny else workdir
     out = {"base": workdir / "bert-base-uncased", "ckpt": workdir / "toxic_original-random.ckpt",
            "minilm": workdir / "all-MiniLM-L6-random", "nli": workdir / "nli-deberta-v3-xsmall-random"}
     if all(p.exists() for p in out.values()):
         return out
     write_tokenizer(out["base"], vocab)
-    BertConfig(**BERT_BASE, num_labels=6).save_pretrained(out["base"])
-    model = BertForSequenceClassification(BertConfig(**BERT_BASE, num_labels=6))
+    BertConfig(**bert_base, num_labels=6).save_pretrained(out["base"])
+    model = BertForSequenceClassification(BertConfig(**bert_base, num_labels=6))
     args = {"model_type": "bert-base-uncased", "model_name": "BertForSequenceClassification",
             "tokenizer_name": "BertTokenizer", "num_classes": 6}
     torch.save({"config": {"arch": {"args": args}, "dataset": {"args": {"classes": DETOXIFY_CLASSES}}},
@@ -72,10 +80,10 @@ def build_all(workdir: Path, vocab: list[str]) -> dict[str, Path]:
 
     st = out["minilm"]
     write_tokenizer(st, vocab)
-    BertModel(BertConfig(**MINILM_L6)).save_pretrained(st)
+    BertModel(BertConfig(**minilm)).save_pretrained(st)
     (st / "1_Pooling").mkdir(exist_ok=True)
     (st / "1_Pooling" / "config.json").write_text(json.dumps(
-        {"word_embedding_dimension": 384, "pooling_mode_mean_tokens": True}))
+        {"word_embedding_dimension": minilm["hidden_size"], "pooling_mode_mean_tokens": True}))
     (st / "2_Normalize").mkdir(exist_ok=True)
     (st / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 256, "do_lower_case": False}))
     (st / "modules.json").write_text(json.dumps([
@@ -85,7 +93,7 @@ def build_all(workdir: Path, vocab: list[str]) -> dict[str, Path]:
     ]))
 
     labels = {0: "contradiction", 1: "entailment", 2: "neutral"}
-    nli_cfg = DebertaV2Config(**DEBERTA_V3_XSMALL, num_labels=3, id2label=labels,
+    nli_cfg = DebertaV2Config(**deberta, num_labels=3, id2label=labels,
                               label2id={v: k for k, v in labels.items()})
     write_tokenizer(out["nli"], vocab)
     DebertaV2ForSequenceClassification(nli_cfg).save_pretrained(out["nli"])

@@ -1,9 +1,9 @@
-"""Length-bucketed batching with parallel host tokenization.
+"""Length-bucketed batching with host tokenization overlapped with the device.
 
-``BatchRunner.run(texts)`` tokenizes chunks of texts on a thread pool (the Rust tokenizer releases the
-GIL, so chunks run in parallel) while the calling thread pads each finished chunk into batches whose
-lengths are a few fixed buckets (shapes repeat, so GPU kernels are chosen once) and runs the model.
-Results stay on the device until the end and come back as one float32 array in input order.
+``BatchRunner.run(texts)`` tokenizes and pads chunks of texts on a thread pool (the Rust tokenizer
+releases the GIL; padding is vectorised, no Python loop per sequence) while the calling thread launches
+finished chunks on the device. Batch lengths are a few fixed buckets (shapes repeat, so GPU kernels are
+chosen once). Results stay on the device until the end and come back as one float32 array in input order.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import torch
@@ -71,8 +73,55 @@ class Batch:
     positions: np.ndarray
 
 
+def _host_array(shape: tuple[int, int], fill: int, pin: bool) -> tuple[torch.Tensor, np.ndarray]:
+    """An int64 host tensor (page-locked when ``pin``, so the copy to the GPU can be asynchronous)."""
+    t = torch.full(shape, fill, dtype=torch.int64, pin_memory=pin)
+    return t, t.numpy()
+
+
+def pad_batches(
+    encodings: Sequence[Encoding], plan: Sequence[tuple[int, np.ndarray]], *, pad_id: int,
+    token_type_ids: bool, pin: bool, offset: int = 0,
+) -> list[Batch]:
+    """Pad encodings into the planned batches without a Python loop per sequence.
+
+    All ids go into one flat array (one ``np.fromiter`` over the Rust-side lists), then each batch is a
+    single scatter: row r, column c of a batch takes flat[start[pos[r]] + c] for c < length[pos[r]].
+    """
+    lengths = np.fromiter((len(e) for e in encodings), dtype=np.int64, count=len(encodings))
+    starts = np.zeros(len(encodings), dtype=np.int64)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    total = int(lengths.sum())
+    flat = np.fromiter(chain.from_iterable(e.ids for e in encodings), dtype=np.int64, count=total)
+    flat_types = (np.fromiter(chain.from_iterable(e.type_ids for e in encodings), dtype=np.int64, count=total)
+                  if token_type_ids else None)
+    out = []
+    for length, pos in plan:
+        lens = lengths[pos]
+        rows = np.repeat(np.arange(len(pos)), lens)
+        cols = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+        src = np.repeat(starts[pos], lens) + cols
+        ids_t, ids = _host_array((len(pos), length), pad_id, pin)
+        ids[rows, cols] = flat[src]
+        mask_t, mask = _host_array((len(pos), length), 0, pin)
+        mask[rows, cols] = 1
+        inputs = {"input_ids": ids_t, "attention_mask": mask_t}
+        if flat_types is not None:
+            types_t, types = _host_array((len(pos), length), 0, pin)
+            types[rows, cols] = flat_types[src]
+            inputs["token_type_ids"] = types_t
+        out.append(Batch(inputs, pos + offset))
+    return out
+
+
 class BatchRunner:
-    """Runs ``forward`` over texts (or (premise, hypothesis) pairs) in length-bucketed batches."""
+    """Runs ``forward`` over texts (or (premise, hypothesis) pairs) in length-bucketed batches.
+
+    ``run`` splits the texts into chunks of ``chunk_batches * batch_size``; the tokenizer pool tokenizes
+    and pads chunk k+1 (Rust batch encode, GIL released) while this thread launches chunk k on the device,
+    so the GPU does not wait for the host after the first chunk. Launches go to the runner's own CUDA
+    stream, so scorers running concurrently in one process overlap on the GPU too.
+    """
 
     def __init__(
         self,
@@ -86,7 +135,7 @@ class BatchRunner:
         buckets: Sequence[int],
         threads: int = 4,
         token_type_ids: bool = False,
-        chunk_batches: int = 8,
+        chunk_batches: int = 2,
     ) -> None:
         self._tok, self._forward, self._device = tokenizer, forward, device
         self._pad_id, self._batch_size, self._max_length = pad_id, batch_size, max_length
@@ -94,33 +143,24 @@ class BatchRunner:
         self._pool = tokenizer_pool(threads)
         self._token_type_ids = token_type_ids
         self._chunk = batch_size * chunk_batches
+        self._pin = device.type == "cuda"
+        self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
 
     def tokenize(self, texts: Texts) -> list[Encoding]:
-        return self._tok.encode_batch(list(texts))
+        return self._tok.encode_batch(texts if isinstance(texts, list) else list(texts))
 
     def batches(self, encodings: Sequence[Encoding], offset: int = 0) -> list[Batch]:
         """Pad encodings into bucketed batches of host tensors (pinned when the device is a GPU)."""
-        lengths = [len(e.ids) for e in encodings]
+        if not encodings:
+            return []
+        lengths = [len(e) for e in encodings]
         plan = plan_batches(lengths, self._batch_size, self._buckets, self._max_length)
-        out = []
-        for length, pos in plan:
-            ids = np.full((len(pos), length), self._pad_id, dtype=np.int64)
-            mask = np.zeros((len(pos), length), dtype=np.int64)
-            types = np.zeros((len(pos), length), dtype=np.int64) if self._token_type_ids else None
-            for row, p in enumerate(pos):
-                enc = encodings[p]
-                n = len(enc.ids)
-                ids[row, :n] = enc.ids
-                mask[row, :n] = 1
-                if types is not None:
-                    types[row, :n] = enc.type_ids
-            inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
-            if types is not None:
-                inputs["token_type_ids"] = torch.from_numpy(types)
-            if self._device.type == "cuda":
-                inputs = {k: v.pin_memory() for k, v in inputs.items()}
-            out.append(Batch(inputs, pos + offset))
-        return out
+        return pad_batches(encodings, plan, pad_id=self._pad_id, token_type_ids=self._token_type_ids,
+                           pin=self._pin, offset=offset)
+
+    def prepare(self, texts: Texts, offset: int = 0) -> list[Batch]:
+        """Tokenize + pad one chunk (runs on the tokenizer pool)."""
+        return self.batches(self.tokenize(texts), offset)
 
     def forward_batches(self, batches: Sequence[Batch], n: int) -> np.ndarray:
         """Run the model over prepared batches; results in input order as float32 (n, ...)."""
@@ -128,34 +168,40 @@ class BatchRunner:
         return self._gather(outs, positions, n)
 
     def run(self, texts: Texts) -> np.ndarray:
-        """Tokenize (in parallel chunks) + pad + forward. Call from a worker thread, not the event loop."""
+        """Tokenize + pad (on the pool, chunk k+1 while chunk k runs) + forward. Call from a worker thread."""
         n = len(texts)
         if n == 0:
             return np.zeros((0,), dtype=np.float32)
-        futures: list[Future[list[Encoding]]] = [
-            self._pool.submit(self.tokenize, texts[s : s + self._chunk]) for s in range(0, n, self._chunk)
+        futures: list[Future[list[Batch]]] = [
+            self._pool.submit(self.prepare, texts[s : s + self._chunk], s) for s in range(0, n, self._chunk)
         ]
         outs: list[torch.Tensor] = []
         positions: list[np.ndarray] = []
-        for k, fut in enumerate(futures):  # GPU runs chunk k while the pool tokenizes chunk k+1
-            o, p = self._launch(self.batches(fut.result(), offset=k * self._chunk))
-            outs += o
-            positions += p
+        try:
+            for fut in futures:
+                o, p = self._launch(fut.result())
+                outs += o
+                positions += p
+        finally:
+            for fut in futures:
+                fut.cancel()
         return self._gather(outs, positions, n)
+
+    def _on_stream(self) -> AbstractContextManager[object]:
+        return torch.cuda.stream(self._stream) if self._stream is not None else nullcontext()
 
     def _launch(self, batches: Sequence[Batch]) -> tuple[list[torch.Tensor], list[np.ndarray]]:
         outs, positions = [], []
-        with torch.inference_mode():
+        with torch.inference_mode(), self._on_stream():
             for b in batches:
                 inputs = {k: v.to(self._device, non_blocking=True) for k, v in b.inputs.items()}
                 outs.append(self._forward(inputs))
                 positions.append(b.positions)
         return outs, positions
 
-    @staticmethod
-    def _gather(outs: list[torch.Tensor], positions: list[np.ndarray], n: int) -> np.ndarray:
-        with torch.inference_mode():
-            stacked = torch.cat(outs).float().cpu().numpy()
+    def _gather(self, outs: list[torch.Tensor], positions: list[np.ndarray], n: int) -> np.ndarray:
+        with torch.inference_mode(), self._on_stream():
+            stacked = torch.cat(outs).float().cpu().numpy()  # the one device -> host copy (and wait)
         result = np.empty((n, *stacked.shape[1:]), dtype=np.float32)
         result[np.concatenate(positions)] = stacked
         return result

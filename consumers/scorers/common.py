@@ -62,30 +62,48 @@ def utcnow() -> datetime:
 
 
 class RowMaker:
-    """Builds ``scores`` rows for one scorer/backend/model (one ``scored_at`` per batch)."""
+    """Builds ``scores`` rows for one scorer/backend/model (one ``scored_at`` per batch).
 
-    __slots__ = ("backend", "model", "model_version", "scored_at", "scorer")
+    Rows are copies of a per-event template with four fields set (a dict copy is ~3x cheaper than a
+    13-key literal per row; a batch of 2,048 events gives ~25k toxicity rows).
+    """
+
+    __slots__ = ("_template", "backend", "model", "model_version", "scored_at", "scorer")
 
     def __init__(self, scorer: str, backend: str, model: str, model_version: str) -> None:
         self.scorer, self.backend, self.model, self.model_version = scorer, backend, model, model_version
         self.scored_at = utcnow()
-
-    def row(self, event: Event, metric: str, target: Target, value: float | None, label: str) -> Row:
-        return {
-            "event_id": event.event_id,
-            "ts": event.ts_end,
-            "tenant": event.tenant,
-            "request_model": event.request_model or "",
-            "scorer": self.scorer,
-            "metric": metric,
-            "target": target,
-            "value": None if value is None else float(value),
-            "label": label,
-            "backend": self.backend,
-            "model": self.model,
-            "model_version": self.model_version,
-            "scored_at": self.scored_at,
+        self._template: Row = {
+            "event_id": None, "ts": None, "tenant": None, "request_model": None, "scorer": scorer,
+            "metric": None, "target": None, "value": None, "label": None, "backend": backend, "model": model,
+            "model_version": model_version, "scored_at": self.scored_at,
         }
 
+    def event_template(self, event: Event) -> Row:
+        r = self._template.copy()
+        r["event_id"], r["ts"], r["tenant"] = event.event_id, event.ts_end, event.tenant
+        r["request_model"] = event.request_model or ""
+        return r
+
+    def row(self, event: Event, metric: str, target: Target, value: float | None, label: str) -> Row:
+        r = self.event_template(event)
+        r["metric"], r["target"], r["label"] = metric, target, label
+        r["value"] = None if value is None else float(value)
+        return r
+
+    def rows(
+        self, event: Event, target: Target, metrics: Sequence[str], values: Sequence[float | None],
+        labels: Sequence[str],
+    ) -> list[Row]:
+        """One row per metric for one (event, target); ``values`` are Python floats or None."""
+        base = self.event_template(event)
+        base["target"] = target
+        out = []
+        for metric, value, label in zip(metrics, values, labels, strict=True):
+            r = base.copy()
+            r["metric"], r["value"], r["label"] = metric, value, label
+            out.append(r)
+        return out
+
     def not_applicable(self, event: Event, metrics: Sequence[str], target: Target, why: str) -> list[Row]:
-        return [self.row(event, m, target, None, why) for m in metrics]
+        return self.rows(event, target, metrics, [None] * len(metrics), [why] * len(metrics))

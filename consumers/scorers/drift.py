@@ -87,13 +87,25 @@ class DriftScorer:
                     texts.append(text)
                     slots.append((ev, f))
         emb = embedder.encode(texts)
-        mk = RowMaker(self.name, BACKEND, embedder.name, "local")
-        scores: list[Row] = []
+        labels: list[str] = []
         drift: list[Row] = []
-        for (ev, f), e in zip(slots, emb, strict=True):
-            value, label, closed = self._observe(ev, f, e, embedder.name)
-            scores.append(mk.row(ev, "centroid_distance", f, value, label))  # type: ignore[arg-type]
+        # slots scored against a frozen centroid, grouped by centroid: one matrix-vector product each
+        by_centroid: dict[int, tuple[np.ndarray, list[int]]] = {}
+        for j, (ev, f) in enumerate(slots):
+            label, centroid, closed = self._observe(ev, f, emb[j], embedder.name)
+            labels.append(label)
+            if centroid is not None:
+                by_centroid.setdefault(id(centroid), (centroid, []))[1].append(j)
             drift += closed
+        values: list[float | None] = [None] * len(slots)
+        for centroid, idx in by_centroid.values():
+            e = emb[idx]
+            e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+            for j, v in zip(idx, (1.0 - e @ centroid).tolist(), strict=True):
+                values[j] = v
+        mk = RowMaker(self.name, BACKEND, embedder.name, "local")
+        scores = [mk.row(ev, "centroid_distance", f, v, label)  # type: ignore[arg-type]
+                  for (ev, f), v, label in zip(slots, values, labels, strict=True)]
         return {"scores": scores, "drift": drift}
 
     def _state(self, key: tuple[str, str, str]) -> _KeyState:
@@ -107,12 +119,13 @@ class DriftScorer:
 
     def _observe(
         self, ev: Event, f: str, e: np.ndarray, embed_name: str
-    ) -> tuple[float | None, str, list[Row]]:
+    ) -> tuple[str, np.ndarray | None, list[Row]]:
+        """Feed one embedding to its key: (label, the centroid its distance is taken to, closed windows)."""
         key = (ev.tenant, ev.request_model or "", f)
         st = self._state(key)
         pending = self._baseline(st, ev.ts_end, e)
         if pending is not None or st.centroid is None:
-            return None, pending or "baseline", []
+            return pending or "baseline", None, []
         closed, ts, span = [], ev.ts_end, self._d.window_seconds
         if st.w_start is not None and span is not None and ts - st.w_start >= span:
             closed = self._close(key, st, embed_name)
@@ -121,7 +134,7 @@ class DriftScorer:
         st.w_end = ts if st.w_end is None else max(st.w_end, ts)
         if len(st.window) >= self._d.window_events:
             closed += self._close(key, st, embed_name)
-        return float(1.0 - unit(e) @ st.centroid), "", closed
+        return "", st.centroid, closed
 
     def _baseline(self, st: _KeyState, ts: datetime, e: np.ndarray) -> str | None:
         """Feed the baseline while it is open: a label when the event went (or belongs) there, else None."""

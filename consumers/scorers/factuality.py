@@ -122,19 +122,28 @@ class FactualityScorer:
 
     def _nli(self, b: NliBackend, mk: RowMaker, events: Sequence[Event], items: list[_Item]) -> list[Row]:
         pairs = [(it.context, it.response[s:e]) for it in items for s, e in it.spans]
-        probs = b.pair_probs(pairs)
-        thr, rows, k = self._cfg.factuality.threshold, [], 0
-        for it in items:
-            p = probs[k : k + len(it.spans)]
-            k += len(it.spans)
-            ev, worst = events[it.index], int(np.argmin(p[:, 0]))
-            support, contra = float(p[:, 0].mean()), float(p[:, 1].max())
-            span = f"{it.spans[worst][0]}:{it.spans[worst][1]}"
-            rows += [
-                mk.row(ev, "support", "response", support, "supported" if support >= thr else "unsupported"),
-                mk.row(ev, "contradiction", "response", contra, "contradicted" if contra >= thr else "ok"),
-                mk.row(ev, "worst_support", "response", float(p[worst, 0]), span),
-            ]
+        return self._nli_rows(mk, events, items, b.pair_probs(pairs))
+
+    def _nli_rows(self, mk: RowMaker, events: Sequence[Event], items: list[_Item], probs: np.ndarray
+                  ) -> list[Row]:
+        """Per item: mean entailment, max contradiction, the least-entailed sentence (segment reductions)."""
+        counts = np.fromiter((len(it.spans) for it in items), dtype=np.int64, count=len(items))
+        starts = np.zeros(len(items), dtype=np.int64)
+        np.cumsum(counts[:-1], out=starts[1:])
+        entail, contra_p = probs[:, 0], probs[:, 1]
+        support = (np.add.reduceat(entail, starts) / counts).tolist()
+        contra = np.maximum.reduceat(contra_p, starts).tolist()
+        order = np.lexsort((entail, np.repeat(np.arange(len(items)), counts)))  # per item, by entailment
+        worst_flat = order[starts]  # first (least entailed; lowest index on ties, as argmin) of each item
+        worst_value = entail[worst_flat].tolist()
+        worst = (worst_flat - starts).tolist()
+        thr, rows = self._cfg.factuality.threshold, []
+        for k, it in enumerate(items):
+            s, c = support[k], contra[k]
+            span = it.spans[worst[k]]
+            rows += mk.rows(events[it.index], "response", NLI_METRICS, [s, c, worst_value[k]], [
+                "supported" if s >= thr else "unsupported", "contradicted" if c >= thr else "ok",
+                f"{span[0]}:{span[1]}"])
         return rows
 
     def _embedding(

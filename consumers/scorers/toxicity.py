@@ -55,15 +55,14 @@ class ToxicityScorer:
     def _rows(self, events: Sequence[Event], slots: list[tuple[int, str]], probs: np.ndarray) -> list[Row]:
         b, threshold = self.backend, self._cfg.toxicity.threshold
         mk = RowMaker(self.name, b.backend, b.model, b.model_version)
-        scored = {slot: k for k, slot in enumerate(slots)}
+        scored = dict(zip(slots, probs.tolist(), strict=True))  # Python floats: no numpy scalar per value
         rows: list[Row] = []
         for i, ev in enumerate(events):
             for target in self._cfg.toxicity.targets:
-                k = scored.get((i, target))
-                if k is None:
+                values = scored.get((i, target))
+                if values is None:
                     rows += mk.not_applicable(ev, b.metrics, target, NOT_APPLICABLE)  # type: ignore[arg-type]
                     continue
-                for j, metric in enumerate(b.metrics):
-                    v = float(probs[k, j])
-                    rows.append(mk.row(ev, metric, target, v, "toxic" if v >= threshold else "ok"))  # type: ignore[arg-type]
+                labels = ["toxic" if v >= threshold else "ok" for v in values]
+                rows += mk.rows(ev, target, b.metrics, values, labels)  # type: ignore[arg-type]
         return rows
