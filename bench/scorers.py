@@ -113,8 +113,8 @@ def config(args: argparse.Namespace, paths: dict[str, Path]) -> Any:
     from consumers.scorers.config import ScorersConfig
 
     return ScorersConfig.model_validate({
-        "device": args.device, "batch_size": args.batch_size, "max_length": 256, "compile": args.compile,
-        "tokenizer_threads": args.threads,
+        "device": args.device, "batch_size": args.batch_size, "cuda_batch_size": args.batch_size,
+        "max_length": 256, "compile": args.compile, "tokenizer_threads": args.threads,
         "toxicity": {"backend": "detoxify", "checkpoint_path": str(paths["ckpt"]),
                      "base_model_dir": str(paths["base"])},
         "factuality": {"backend": "nli", "nli_model": str(paths["nli"]), "unit": "response"},
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--events", type=int, default=20_000 if gpu else 200)
     p.add_argument("--batch-events", type=int, default=2048 if gpu else 64, help="events per source batch")
-    p.add_argument("--batch-size", type=int, default=256 if gpu else 32, help="sequences per forward pass")
+    p.add_argument("--batch-size", type=int, default=512 if gpu else 32, help="sequences per forward pass")
     p.add_argument("--tokens", type=int, default=128, help="tokens per prompt / response / context")
     p.add_argument("--threads", type=int, default=min(16, os.cpu_count() or 2), help="tokenizer threads")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -145,9 +145,11 @@ class BatchRunner:
         self._chunk = batch_size * chunk_batches
         self._pin = device.type == "cuda"
         self._stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        # offsets are never used: the variant without them is ~15% faster (tokenizers >= 0.20)
+        self._encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
 
     def tokenize(self, texts: Texts) -> list[Encoding]:
-        return self._tok.encode_batch(texts if isinstance(texts, list) else list(texts))
+        return self._encode(texts if isinstance(texts, list) else list(texts))
 
     def batches(self, encodings: Sequence[Encoding], offset: int = 0) -> list[Batch]:
         """Pad encodings into bucketed batches of host tensors (pinned when the device is a GPU)."""

@@ -66,7 +66,7 @@ class DriftScorer:
         device = select_device(self._cfg.device)
         return Embedder(
             self._d.embed_model, device, select_dtype(self._cfg.dtype, device),
-            batch_size=self._cfg.batch_size, max_length=self._cfg.max_length,
+            batch_size=self._cfg.forward_batch_size(device.type), max_length=self._cfg.max_length,
             buckets=self._cfg.length_buckets, threads=self._cfg.tokenizer_threads,
         )
 

@@ -51,8 +51,8 @@ class _Item:
 def build_backend(cfg: ScorersConfig) -> NliBackend | EmbeddingSupport:
     fcfg, device = cfg.factuality, select_device(cfg.device)
     dtype = select_dtype(cfg.dtype, device)
-    common = {"batch_size": cfg.batch_size, "max_length": cfg.max_length, "buckets": cfg.length_buckets,
-              "threads": cfg.tokenizer_threads}
+    common = {"batch_size": cfg.forward_batch_size(device.type), "max_length": cfg.max_length,
+              "buckets": cfg.length_buckets, "threads": cfg.tokenizer_threads}
     if fcfg.backend in ("auto", "nli"):
         try:
             clf = load_once(("hf-classifier", fcfg.nli_model, str(device), str(dtype)),
@@ -86,7 +86,10 @@ class FactualityScorer:
         self._backend = None
 
     async def score(self, events: Sequence[Event]) -> TableRows:
-        b = self.backend
+        # sentence splitting, inference and rows all run off the event loop
+        return await asyncio.to_thread(self._score, self.backend, events)
+
+    def _score(self, b: NliBackend | EmbeddingSupport, events: Sequence[Event]) -> TableRows:
         metrics = NLI_METRICS if isinstance(b, NliBackend) else EMBED_METRICS
         mk = RowMaker(self.name, b.backend, b.model, b.model_version)
         rows: list[Row] = []
@@ -99,9 +102,9 @@ class FactualityScorer:
                 items.append(item)
         if items:
             if isinstance(b, NliBackend):
-                rows += await asyncio.to_thread(self._nli, b, mk, events, items)
+                rows += self._nli(b, mk, events, items)
             else:
-                rows += await asyncio.to_thread(self._embedding, b, mk, events, items)
+                rows += self._embedding(b, mk, events, items)
         return {"scores": rows}
 
     def _item(self, i: int, ev: Event) -> _Item | str:

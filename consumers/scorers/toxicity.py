@@ -40,7 +40,10 @@ class ToxicityScorer:
         self._backend = None  # the model stays in the process cache for other scorer instances
 
     async def score(self, events: Sequence[Event]) -> TableRows:
-        backend = self.backend
+        # text extraction, inference and ~12 rows per event all run off the event loop
+        return await asyncio.to_thread(self._score, self.backend, events)
+
+    def _score(self, backend: ToxicityBackend, events: Sequence[Event]) -> TableRows:
         texts: list[str] = []
         slots: list[tuple[int, str]] = []  # (event index, target) per text
         for i, ev in enumerate(events):
@@ -49,7 +52,7 @@ class ToxicityScorer:
                 if text:
                     texts.append(text)
                     slots.append((i, target))
-        probs = await asyncio.to_thread(backend.predict, texts) if texts else np.zeros((0, 0))
+        probs = backend.predict(texts) if texts else np.zeros((0, 0))
         return {"scores": self._rows(events, slots, probs)}
 
     def _rows(self, events: Sequence[Event], slots: list[tuple[int, str]], probs: np.ndarray) -> list[Row]:

@@ -54,7 +54,7 @@ class ClassifierBackend:
             forward,
             next(clf.model.parameters()).device,
             pad_id=clf.tokenizer.pad_token_id or 0,
-            batch_size=cfg.batch_size,
+            batch_size=cfg.forward_batch_size(next(clf.model.parameters()).device.type),
             max_length=cfg.max_length,
             buckets=cfg.length_buckets,
             threads=cfg.tokenizer_threads,
