@@ -738,7 +738,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="short steps (about 5 minutes with LiteLLM)")
     ap.add_argument("--rates", type=floats, default=[50, 200, 500, 1000], help="fixed rates (rps)")
     ap.add_argument("--litellm-rates", type=floats, default=[25, 50, 200, 500, 1000])
-    ap.add_argument("--ladder", type=floats, default=[500, 750, 1000, 1250, 1500, 2000, 2500, 3000])
+    ap.add_argument("--ladder", type=floats, default=[200, 300, 400, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000])
     ap.add_argument("--litellm-ladder", type=floats, default=[10, 25, 40, 50, 60, 75, 100])
     ap.add_argument("--generator-ladder", type=floats, default=[1000, 2000, 3000, 4000, 6000])
     ap.add_argument("--stream-rates", type=floats, default=[20, 200], help="LiteLLM runs the first only")
