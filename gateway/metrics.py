@@ -20,3 +20,14 @@ TOKENS = Counter("gatewatch_tokens_total", "Tokens by direction", ["model", "dir
 COST = Counter("gatewatch_cost_usd_total", "Cost in USD from the price table", ["model"])
 STREAM_ERRORS = Counter("gatewatch_stream_errors_total", "Streams ended by an error event", ["reason"])
 CLIENT_DISCONNECTS = Counter("gatewatch_client_disconnects_total", "Clients that went away mid-request")
+
+_children: dict[tuple[int, tuple[str, ...]], object] = {}
+
+
+def child(metric, *values: str):  # type: ignore[no-untyped-def]
+    """``metric.labels(*values)`` cached: the per-request label lookup takes a lock and builds a tuple."""
+    key = (id(metric), values)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*values)
+    return found

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -21,7 +20,8 @@ from gateway.chain.base import Exchange, Next, Reply, SSEEvent
 from gateway.chain.capture import apply_capture, capture_text, messages_of, params_of
 from gateway.config import Price
 from gateway.errors import GatewayError
-from gateway.metrics import CLIENT_DISCONNECTS, COST, LATENCY, REQUESTS, TOKENS, TTFT
+from gateway.ids import new_id
+from gateway.metrics import CLIENT_DISCONNECTS, COST, LATENCY, REQUESTS, TOKENS, TTFT, child
 from schemas.events import OPERATION_BY_ENDPOINT, SCHEMA_VERSION
 
 
@@ -99,17 +99,18 @@ class EmitStage:
         ttft = (ex.t_first_token - ex.t0) if ex.t_first_token is not None else None
         price = self.price_for(ex.request_model)
         ex.cost_usd = cost_of(price, ex)
-        REQUESTS.labels(ex.endpoint, str(ex.status)).inc()
-        LATENCY.labels(ex.endpoint).observe(latency)
+        child(REQUESTS, ex.endpoint, str(ex.status)).inc()
+        child(LATENCY, ex.endpoint).observe(latency)
         if ttft is not None:
-            TTFT.labels(ex.endpoint).observe(ttft)
-        model = ex.request_model or ""
+            child(TTFT, ex.endpoint).observe(ttft)
+        # only routed models become label values (a client's arbitrary model names must not)
+        model = (ex.request_model or "") if ex.deployment is not None else "unrouted"
         if ex.usage.input_tokens:
-            TOKENS.labels(model, "input").inc(ex.usage.input_tokens)
+            child(TOKENS, model, "input").inc(ex.usage.input_tokens)
         if ex.usage.output_tokens:
-            TOKENS.labels(model, "output").inc(ex.usage.output_tokens)
+            child(TOKENS, model, "output").inc(ex.usage.output_tokens)
         if ex.cost_usd:
-            COST.labels(model).inc(ex.cost_usd)
+            child(COST, model).inc(ex.cost_usd)
         self.sink.send(ex.tenant, orjson.dumps(self.build(ex, now, latency, ttft)))
 
     def build(self, ex: Exchange, now: float, latency: float, ttft: float | None) -> dict[str, Any]:
@@ -123,7 +124,7 @@ class EmitStage:
         err = ex.error
         return {
             "schema_version": SCHEMA_VERSION,
-            "event_id": uuid.uuid4().hex,
+            "event_id": new_id(),
             "request_id": ex.request_id,
             "gateway_instance": self.instance_id,
             "sequence": next(self._seq),

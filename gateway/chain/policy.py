@@ -22,6 +22,7 @@ from gateway.governance.policy import Budgets, RateLimits
 from gateway.governance.store import PolicyStore
 from gateway.governance.texts import request_texts
 from gateway.governance.usage import UsageTracker, periods, seconds_to_reset
+from gateway.metrics import child
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ class PolicyStage:
             raise deny(ex, ServiceUnavailable("The gateway could not evaluate its policy for this request; "
                                               "it was refused.", code="policy_error"),
                        ["policy.error"]) from exc
-        POLICY_DECISIONS.labels(ex.policy_decision).inc()
+        child(POLICY_DECISIONS, ex.policy_decision).inc()
         reply = await call_next(ex)
         if reply.chunks is None:
             await self.record(ex, pol, key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import tempfile
@@ -21,7 +22,12 @@ log = logging.getLogger(__name__)
 
 
 def periods(now: datetime) -> tuple[str, str]:
-    return now.strftime("d:%Y-%m-%d"), now.strftime("m:%Y-%m")
+    return _periods(now.year, now.month, now.day)  # called per request: no strftime
+
+
+@functools.lru_cache(maxsize=4)
+def _periods(year: int, month: int, day: int) -> tuple[str, str]:
+    return f"d:{year:04d}-{month:02d}-{day:02d}", f"m:{year:04d}-{month:02d}"
 
 
 def seconds_to_reset(period: str, now: datetime) -> int:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 
 import orjson
 from aiohttp import web
 
 from gateway.errors import GatewayError
+from gateway.ids import new_id
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ _HTTP_ERRORS = {
 
 def request_id_of(request: web.Request) -> str:
     rid = request.headers.get("x-request-id")
-    return rid if rid and _VALID_ID.match(rid) else uuid.uuid4().hex
+    return rid if rid and _VALID_ID.match(rid) else new_id()
 
 
 def error_response(status: int, body: dict[str, object], rid: str, headers: dict[str, str] | None = None

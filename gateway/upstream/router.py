@@ -23,7 +23,7 @@ from gateway.errors import (
     UpstreamStatusError,
     UpstreamUnavailable,
 )
-from gateway.metrics import CIRCUIT_OPEN, UPSTREAM_ATTEMPTS, UPSTREAM_RETRIES
+from gateway.metrics import CIRCUIT_OPEN, UPSTREAM_ATTEMPTS, UPSTREAM_RETRIES, child
 from gateway.upstream.breaker import CircuitBreaker
 from gateway.upstream.client import AttemptFailed, send_once
 
@@ -75,6 +75,7 @@ class Router:
         self.forward_headers = tuple(h.lower() for h in forward_headers)
         self.session: aiohttp.ClientSession | None = None
         self.routes: dict[str, Route] = {}
+        self._opened: set[str] = set()
         cb = routing.circuit_breaker
         for alias, m in models.items():
             targets = []
@@ -150,7 +151,7 @@ class Router:
             if target is None:
                 break
             if attempt > 0:
-                UPSTREAM_RETRIES.labels(route.alias).inc()
+                child(UPSTREAM_RETRIES, route.alias).inc()
                 await asyncio.sleep(self._backoff(attempt, last.retry_after if last else None))
             ex.attempts += 1
             ex.deployment = target.cfg.name
@@ -166,8 +167,10 @@ class Router:
                     break
                 continue
             target.breaker.record_success()
-            CIRCUIT_OPEN.labels(target.cfg.name).set(0)
-            UPSTREAM_ATTEMPTS.labels(target.cfg.name, "ok").inc()
+            if target.breaker.failures == 0 and target.cfg.name in self._opened:
+                self._opened.discard(target.cfg.name)
+                child(CIRCUIT_OPEN, target.cfg.name).set(0)
+            child(UPSTREAM_ATTEMPTS, target.cfg.name, "ok").inc()
             return reply
         raise self._final_error(route, last)
 
@@ -180,11 +183,12 @@ class Router:
         return None
 
     def _failed(self, target: Target, exc: AttemptFailed) -> None:
-        UPSTREAM_ATTEMPTS.labels(target.cfg.name, exc.kind).inc()
+        child(UPSTREAM_ATTEMPTS, target.cfg.name, exc.kind).inc()
         if exc.counts_against_deployment:
             target.breaker.record_failure()
             if target.breaker.state == "open":
-                CIRCUIT_OPEN.labels(target.cfg.name).set(1)
+                self._opened.add(target.cfg.name)
+                child(CIRCUIT_OPEN, target.cfg.name).set(1)
                 log.warning("circuit opened for deployment %s", target.cfg.name)
         else:
             target.breaker.record_success()
