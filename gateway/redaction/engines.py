@@ -18,6 +18,7 @@ from presidio_analyzer.nlp_engine import NlpEngine, NlpEngineProvider
 from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer
 
 from gateway.redaction.config import EngineKind, RedactionConfig
+from gateway.redaction.phone import WindowedPhoneRecognizer
 from gateway.redaction.recognizers import OfflineEmailRecognizer, build_custom_recognizer, guard_patterns
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def build_analyzer(key: EngineKey, nlp_engine: NlpEngine, cfg: RedactionConfig) 
     replaced = (EmailRecognizer, PhoneRecognizer)
     registry.recognizers = [r for r in registry.recognizers if not isinstance(r, replaced)]
     registry.add_recognizer(OfflineEmailRecognizer())
-    registry.add_recognizer(PhoneRecognizer(supported_regions=key.phone_regions))
+    registry.add_recognizer(WindowedPhoneRecognizer(supported_regions=key.phone_regions))
     for custom in cfg.custom_recognizers:
         registry.add_recognizer(build_custom_recognizer(custom))
     for recognizer in registry.recognizers:
