@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from consumers.audit.integrity import content_hash
 from consumers.contracts import Row, TableRows
 from schemas.events import Event, Message
 
@@ -32,7 +33,7 @@ def _messages(messages: Sequence[Message]) -> list[tuple[Any, ...]]:
 
 
 def event_to_row(event: Event) -> Row:
-    """One ``gatewatch.events`` row (without ``ingested_at``, which the table fills in)."""
+    """One ``gatewatch.events`` row (without ``ingested_at``, which the table fills in), with its content hash."""
     usage, req, resp, policy = event.usage, event.request, event.response, event.policy
     return {
         "event_id": event.event_id, "schema_version": event.schema_version,
@@ -55,6 +56,7 @@ def event_to_row(event: Event) -> Row:
         "policy_decision": policy.decision, "policy_rule_ids": list(policy.rule_ids),
         "policy_reason": policy.reason, "policy_version": policy.policy_version,
         "pii_counts": dict(event.pii_counts),
+        "content_hash": content_hash(event),  # tamper evidence (migration 0006)
     }
 
 

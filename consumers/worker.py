@@ -20,7 +20,9 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from consumers.alerts import AlertEvaluator, start_alerts
 from consumers.config import WorkerConfig
+from consumers.console import TOKENS_FILE, TokenStore, add_api_routes, ensure_admin_token
 from consumers.metrics import ConsumerMetrics, default_metrics
 from consumers.pipeline import Pipeline
 from consumers.registry import PipelineContext, build_pipelines, dlq_owner
@@ -39,6 +41,7 @@ class ConsoleDeps:
     warehouse: Warehouse | None = None
     pipelines: Sequence[Pipeline] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # pipelines that could not start: name -> error
+    tokens: TokenStore | None = None  # console tokens; with a warehouse, mounts the audit/query API (/api)
 
 
 DEPS_KEY = web.AppKey("deps", ConsoleDeps)
@@ -66,6 +69,8 @@ def create_console_app(deps: ConsoleDeps) -> web.Application:
     app[DEPS_KEY] = deps
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
+    if deps.tokens is not None and deps.warehouse is not None:
+        add_api_routes(app, deps.warehouse, deps.tokens)
     return app
 
 
@@ -170,10 +175,14 @@ async def run_worker(settings: Settings, *, stop_event: asyncio.Event | None = N
     warehouse = await _open_warehouse(dsn, cfg.events_retention_days)
     started: list[Pipeline] = []
     runner: web.AppRunner | None = None
+    alerts: AlertEvaluator | None = None
     try:
+        alerts = await start_alerts(cfg.alerts, settings.home, warehouse, metrics.registry)
         ctx = PipelineContext(settings.kafka, cfg, warehouse, metrics, dlq_owner(cfg.pipelines))
         pipelines, failed = build_pipelines(ctx)
-        deps = ConsoleDeps(metrics.registry, warehouse, [], failed)
+        if is_embedded(dsn) and ensure_admin_token(settings.home):
+            log.info("created an admin console token in %s", settings.home / "console-token")
+        deps = ConsoleDeps(metrics.registry, warehouse, [], failed, TokenStore(settings.home / TOKENS_FILE))
         runner = await _serve_console(cfg, deps)
         with _signals(stop_event):
             started = await _start_pipelines(deps, pipelines, cfg.shutdown_timeout_s)
@@ -181,6 +190,8 @@ async def run_worker(settings: Settings, *, stop_event: asyncio.Event | None = N
     finally:
         log.info("worker stopping")
         await asyncio.gather(*(p.stop(cfg.shutdown_timeout_s) for p in started), return_exceptions=True)
+        if alerts is not None:
+            await alerts.stop()
         if runner is not None:
             await runner.cleanup()
         warehouse.close()
