@@ -337,11 +337,19 @@ def quality() -> Board:
             f"WHERE {SC} AND scorer = 'factuality' GROUP BY tenant, model ORDER BY support", w=24, fmt=TABLE,
             interval=None, columns={"support": {"decimals": 3}, "contradicted_share": {"unit": "percentunit"}})
     b.row("Worst examples")
+    # the console's audit API filters by tenant and time (GET /api/audit, consumers/audit/search.py
+    # AuditFilter): [ts_start, ts_start + 1 ms) of the tenant pins the exchange down
     link = [{"title": "Open in the audit log", "targetBlank": True,
-             "url": "${console_url}/api/audit?event_id=${__data.fields.event_id}"}]
+             "url": "${console_url}/api/audit?tenant=${__data.fields.tenant:percentencode}"
+                    "&since=${__data.fields.audit_since:percentencode}"
+                    "&until=${__data.fields.audit_until:percentencode}&limit=10"}]
+    hidden = {"custom.hidden": True}
     b.panel("table", "Worst examples (most toxic, least supported, most contradicted)",
             "SELECT s.ts AS time, s.tenant AS tenant, s.request_model AS model, s.problem AS problem, "
-            "s.target AS target, s.value AS score, s.event_id AS event_id, e.outcome AS outcome FROM ("
+            "s.target AS target, s.value AS score, s.event_id AS event_id, e.outcome AS outcome, "
+            "concat(replaceOne(toString(e.ts_start), ' ', 'T'), 'Z') AS audit_since, "
+            "concat(replaceOne(toString(e.ts_start + toIntervalMillisecond(1)), ' ', 'T'), 'Z') AS audit_until "
+            "FROM ("
             "SELECT ts, tenant, request_model, target, value, event_id, 'toxic' AS problem "
             f"FROM gatewatch.scores FINAL WHERE {SC} AND {tox} AND value >= $threshold "
             "ORDER BY value DESC LIMIT 50 "
@@ -351,12 +359,13 @@ def quality() -> Board:
             "UNION ALL SELECT ts, tenant, request_model, target, value, event_id, 'unsupported' AS problem "
             f"FROM gatewatch.scores FINAL WHERE {SC} AND scorer = 'factuality' AND metric = 'support' "
             "AND label = 'unsupported' ORDER BY value ASC LIMIT 50) AS s "
-            "LEFT JOIN (SELECT event_id, outcome FROM gatewatch.events FINAL WHERE $__timeFilter(ts_start) "
+            "INNER JOIN (SELECT event_id, outcome, ts_start FROM gatewatch.events FINAL WHERE $__timeFilter(ts_start) "
             f"AND {T}) AS e ON e.event_id = s.event_id ORDER BY problem, score DESC",
             w=24, h=12, fmt=TABLE, interval=None,
             description="Click an event id to open its audit entry in the console (set the Console URL "
                         "variable to where the worker's console is reachable from your browser).",
-            columns={"event_id": {"links": link}, "score": {"decimals": 3}, "time": {"unit": "dateTimeAsIso"}})
+            columns={"event_id": {"links": link}, "score": {"decimals": 3}, "time": {"unit": "dateTimeAsIso"},
+                     "tenant": {}, "audit_since": hidden, "audit_until": hidden})
     return b
 
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import chdb  # noqa: F401  -- load the engine in the main thread first
 import pytest
@@ -220,11 +221,25 @@ def test_panel_query_runs_and_returns_its_columns(client: Any, board_name: str, 
         assert len(strings) <= 1, f"{panel['title']}: long format takes one series-name column, got {strings}"
 
 
-def test_worst_examples_link_to_the_audit_api() -> None:
+def test_worst_examples_link_to_their_audit_entry(client: Any) -> None:
+    """The data link, filled from a result row, is a valid GET /api/audit query that finds that event."""
     quality = dict(_boards())["quality"]
-    links = [link for p in quality["panels"] for o in p.get("fieldConfig", {}).get("overrides", [])
-             for prop in o["properties"] if prop["id"] == "links" for link in prop["value"]]
-    assert links and all("/api/audit?event_id=${__data.fields.event_id}" in link["url"] for link in links)
+    (panel,) = [p for p in quality["panels"] if p["type"] == "table" and p["title"].startswith("Worst examples")]
+    (link,) = [link for o in panel["fieldConfig"]["overrides"] for prop in o["properties"]
+               if prop["id"] == "links" for link in prop["value"]]
+    result = client.query(expand(panel["targets"][0]["rawSql"], board_variables(client, quality)))
+    row = dict(zip(result.column_names, result.result_rows[0], strict=True))
+    url = re.sub(r"\$\{__data\.fields\.(\w+)(?::\w+)?\}", lambda m: quote(str(row[m[1]]), safe=""), link["url"])
+    url = url.replace("${console_url}", "http://console.test")
+    parts = urlsplit(url)
+    assert parts.path == "/api/audit"
+    query = parse_qsl(parts.query)
+    audit = pytest.importorskip("consumers.audit.search")
+    flt = audit.AuditFilter.from_query([(k, v) for k, v in query if k != "limit"])
+    found = client.query("SELECT event_id FROM gatewatch.events FINAL WHERE has({t:Array(String)}, tenant) AND "
+                         "ts_start >= {s:DateTime64(3, 'UTC')} AND ts_start < {u:DateTime64(3, 'UTC')}",
+                         parameters={"t": list(flt.tenant), "s": flt.since, "u": flt.until})
+    assert row["event_id"] in {r[0] for r in found.result_rows}
     assert any(v["name"] == "console_url" for v in quality["templating"]["list"])
 
 
