@@ -181,6 +181,21 @@ def traffic() -> Board:
             f"WHERE {EV} AND outcome = 'failed' GROUP BY error_type, upstream, tenant "
             "ORDER BY errors DESC LIMIT 100", fmt=TABLE, interval=None,
             columns={"errors": {"unit": "short"}, "last_seen": {"unit": "dateTimeAsIso"}})
+    b.row("Alerts")
+    al = ("(group_labels['tenant'] = '' OR group_labels['tenant'] IN (${tenant:singlequote})) AND "
+          "($__timeFilter(started_at) OR state = 'firing')")
+    b.panel("stat", "Alerts firing", f"SELECT countIf(state = 'firing') AS firing FROM gatewatch.alerts FINAL "
+            f"WHERE {al}", w=6, fmt=TABLE, interval=None, description="From the worker's alert evaluator "
+            "(gatewatch.alerts; rules in the worker's alerts configuration).",
+            columns={"firing": {"thresholds": {"mode": "absolute", "steps": [
+                {"color": "green", "value": None}, {"color": "red", "value": 1}]}}})
+    b.panel("table", "Alerts (firing first, then most recent)", "SELECT started_at AS time, state, severity, "
+            "rule_id, metric, group_key, op, threshold, value, resolved_at, summary FROM gatewatch.alerts FINAL "
+            f"WHERE {al} ORDER BY state = 'firing' DESC, started_at DESC LIMIT 200", w=18, fmt=TABLE,
+            interval=None, columns={"time": {"unit": "dateTimeAsIso"}, "resolved_at": {"unit": "dateTimeAsIso"},
+                                    "state": {"mappings": [{"type": "value", "options": {
+                                        "firing": {"color": "red", "index": 0},
+                                        "resolved": {"color": "green", "index": 1}}}]}})
     b.row("Breakdown")
     b.panel("table", "By tenant, model and upstream", "SELECT tenant, request_model AS model, "
             "if(deployment = '', '(none)', deployment) AS upstream, sum(requests) AS requests, "

@@ -34,7 +34,7 @@ FROM, TO = NOW - timedelta(hours=6), NOW + timedelta(minutes=1)
 INTERVAL_S = 60
 TENANTS = ("acme", "globex", "initech")
 MODELS = ("gpt-4o-mini", "llama-3.1-8b")
-CUSTOM_DEFAULTS: dict[str, str] = {}
+OPTIONAL_TABLES = {"alerts"}  # owned by another component; its panels run when its migration is present
 
 
 def _event(i: int) -> Event:
@@ -103,6 +103,19 @@ def _seed(client: Any) -> None:
                                   "baseline_size": 500, "window_size": 200, "drifted": drifted, "backend": "test",
                                   "embed_model": "minilm"})
     _insert(client, "drift", drift)
+    if _has_table(client, "alerts"):  # gatewatch.alerts comes with the alert evaluator (migration 0007)
+        _insert(client, "alerts", [
+            {"alert_id": f"al-{i}", "rule_id": ("error-rate", "toxicity")[i % 2], "metric": "error_rate",
+             "group_key": f"tenant={TENANTS[i % 3]}", "group_labels": {"tenant": TENANTS[i % 3]},
+             "state": ("firing", "resolved")[i % 2], "value": 0.2, "op": ">", "threshold": 0.1,
+             "severity": "critical", "started_at": NOW - timedelta(minutes=10 * i),
+             "resolved_at": None if i % 2 == 0 else NOW, "notified_at": None, "labels": {}, "summary": "s"}
+            for i in range(6)])
+
+
+def _has_table(client: Any, table: str) -> bool:
+    return bool(client.query("SELECT count() FROM system.tables WHERE database = 'gatewatch' AND name = "
+                             "{t:String}", parameters={"t": table}).result_rows[0][0])
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +217,9 @@ def test_panel_query_runs_and_returns_its_columns(client: Any, board_name: str, 
     board = dict(_boards())[board_name]
     assert panel["datasource"] == target["datasource"] == {"type": "grafana-clickhouse-datasource",
                                                            "uid": "gatewatch-clickhouse"}
+    for table in set(re.findall(r"gatewatch\.(\w+)", target["rawSql"])):
+        if table in OPTIONAL_TABLES and not _has_table(client, table):
+            pytest.skip(f"gatewatch.{table} is not in this tree's migrations")
     sql = expand(target["rawSql"], board_variables(client, board))
     assert "$" not in sql, sql
     result = client.query(sql)
