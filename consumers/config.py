@@ -10,6 +10,7 @@ Example::
       console_port: 8081
       events_retention_days: 90
       scorers: {device: cuda, toxicity: {backend: detoxify}}
+      alerts: {rules_file: /etc/gatewatch/alerts.yaml, interval_s: 30}   # default: <home>/alerts.yaml if present
 """
 
 from __future__ import annotations
@@ -36,6 +37,21 @@ class BatchConfig(BaseModel):
     max_wait_ms: PositiveInt = 1000  # ...or this long after its first message
 
 
+class AlertsConfig(BaseModel):
+    """``worker.alerts``: the alert evaluator (consumers/alerts, docs/alerts.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    enabled: bool = True
+    rules_file: Path | None = None  # None -> <home>/alerts.yaml; the evaluator runs only when the file exists
+    interval_s: PositiveFloat = 30.0  # the rules file's interval_s overrides it
+    query_timeout_s: PositiveFloat = 30.0
+    notify_attempts: PositiveInt = 3  # per webhook and transition, backoff doubling from notify_backoff_s
+    notify_backoff_s: PositiveFloat = 0.5
+
+    def rules_path(self, home: Path) -> Path:
+        return (self.rules_file or home / "alerts.yaml").expanduser()
+
+
 class WorkerConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     # None -> chdb:///<home>/warehouse (filled in by ``from_settings``)
@@ -58,6 +74,7 @@ class WorkerConfig(BaseModel):
     events_retention_days: PositiveInt = DEFAULT_RETENTION_DAYS
     # a ScorersConfig once consumers.scorers is installed
     scorers: Any = Field(default_factory=dict, validate_default=True)
+    alerts: AlertsConfig = AlertsConfig()
 
     @field_validator("warehouse_dsn")
     @classmethod
