@@ -65,6 +65,8 @@ class Redactor:
         executor: ThreadPoolExecutor | None = None,
     ) -> None:
         self.cfg = cfg
+        self._entity_cache: dict[int, tuple[Mapping[str, Action], tuple[str, ...]]] = {}
+        self._checked: dict[int, Mapping[str, Action]] = {}
         self._engine: Engine = (engines if engines is not None else default_registry()).get(cfg)
         self._check_supported(cfg.entities)
         secret = cfg.hash_secret.get_secret_value().encode() if cfg.hash_secret else os.urandom(32)
@@ -130,7 +132,7 @@ class Redactor:
 
     # ---- sync core (runs in a worker thread) --------------------------------------------
     def detect_sync(self, texts: Sequence[str], actions: Mapping[str, Action]) -> list[list[Span]]:
-        entities = self.cfg.detected_entities(actions)
+        entities = self._entities(actions)
         if not entities:
             return [[] for _ in texts]
         analyzer = self._engine.analyzer
@@ -194,13 +196,30 @@ class Redactor:
         """The entity -> action map a call would use (validated against the engine)."""
         return self._actions(actions)
 
+    def _entities(self, actions: Mapping[str, Action]) -> tuple[str, ...]:
+        """detected_entities(actions), cached per actions object (policies pass the same map each time;
+        the cache keeps a reference, so an id is never reused while cached)."""
+        hit = self._entity_cache.get(id(actions))
+        if hit is not None and hit[0] is actions:
+            return hit[1]
+        entities = self.cfg.detected_entities(actions)
+        if len(self._entity_cache) >= 256:
+            self._entity_cache.clear()
+        self._entity_cache[id(actions)] = (actions, entities)
+        return entities
+
     def _actions(self, actions: Mapping[str, Action] | None) -> Mapping[str, Action]:
         if actions is None:
             return self.cfg.entities
+        if self._checked.get(id(actions)) is actions:
+            return actions  # checked when first seen
         try:
             self._check_supported(actions)
         except ValueError as exc:  # a caller's bad map must not pass text through unredacted
             raise RedactionFailed(str(exc)) from exc
+        if len(self._checked) >= 256:
+            self._checked.clear()
+        self._checked[id(actions)] = actions  # keeps a reference: the id cannot be reused meanwhile
         return actions
 
     def _check_supported(self, actions: Mapping[str, Action]) -> None:
