@@ -202,6 +202,80 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _console(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """A client for the worker's console: --console/--token, else the config and <home>/console-token."""
+    from consumers.audit.client import ConsoleClient
+
+    settings = _settings(args)
+    url = args.console
+    if not url:
+        from consumers.config import WorkerConfig
+
+        worker = WorkerConfig.model_validate(settings.worker)
+        host = "127.0.0.1" if worker.console_host in ("0.0.0.0", "::", "") else worker.console_host
+        url = f"http://{host}:{worker.console_port}"
+    token = args.token
+    if not token:
+        path = settings.home / "console-token"
+        try:
+            token = path.read_text().strip()
+        except OSError:
+            raise CliError(f"no console token: pass --token or create {path} (`gatewatch worker` does)") from None
+    return ConsoleClient(url, token)
+
+
+_AUDIT_FILTERS = ("tenant", "key_id", "end_user", "model", "since", "until", "decision", "rule_id", "pii_entity",
+                  "outcome", "scorer", "metric", "min_score", "max_score")
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from consumers.audit.client import ConsoleError, export_audit, format_verify
+
+    client = _console(args)
+    try:
+        if args.audit_cmd == "verify":
+            params = {k: v for k in ("since", "until") if (v := getattr(args, k))}
+            report = client.verify(params)
+            print(orjson_dumps(report) if args.json else format_verify(report))
+            return 0 if report["ok"] else 1
+        params = {k: v for k in _AUDIT_FILTERS if (v := getattr(args, k)) is not None}
+        export_audit(client, params, args.format, Path(args.output) if args.output else None)
+    except ConsoleError as exc:
+        raise CliError(str(exc)) from None
+    return 0
+
+
+def orjson_dumps(value: object) -> str:
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from consumers.audit.client import ConsoleError, format_table
+
+    try:
+        result = _console(args).query(args.sql, args.limit)
+    except ConsoleError as exc:
+        raise CliError(str(exc)) from None
+    print(orjson_dumps(result) if args.json else format_table(result))
+    return 0
+
+
+def cmd_console_token(args: argparse.Namespace) -> int:
+    from consumers.console.tokens import TOKENS_FILE, create_token
+
+    path = _settings(args).home / TOKENS_FILE
+    try:
+        secret, rec = create_token(path, args.tenants.split(","))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    print(secret)
+    print(f"created {rec.id} scoped to {', '.join(rec.tenants)} (stored only as a hash in {path}; "
+          "this is the only time the token is shown)", file=sys.stderr)
+    return 0
+
+
 SERVICES = frozenset({"up", "gateway", "worker", "mock-upstream"})
 
 
@@ -259,6 +333,37 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("what", choices=["gateway", "scorers"])
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
+
+    def console_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--console", help="console URL (default from worker.console_host/port)")
+        p.add_argument("--token", help="console token (default: the file <home>/console-token)")
+
+    audit = sub.add_parser("audit", help="export the audit log through the console (filters, formats)")
+    console_args(audit)
+    for name in _AUDIT_FILTERS:
+        audit.add_argument(f"--{name.replace('_', '-')}", dest=name,
+                           help="ISO-8601 time" if name in ("since", "until") else None)
+    audit.add_argument("--format", choices=["jsonl", "csv", "parquet"], default="jsonl")
+    audit.add_argument("--output", "-o", help="file to write (default stdout; required for parquet)")
+    asub = audit.add_subparsers(dest="audit_cmd")
+    av = asub.add_parser("verify", help="check content hashes and sequence numbers; exit 1 if anything is wrong")
+    av.add_argument("--since")
+    av.add_argument("--until")
+    av.add_argument("--json", action="store_true")
+    audit.set_defaults(func=cmd_audit, audit_cmd=None)
+
+    query = sub.add_parser("query", help="read-only SQL against the warehouse through the console (admin token)")
+    console_args(query)
+    query.add_argument("sql")
+    query.add_argument("--limit", type=int, default=1000)
+    query.add_argument("--json", action="store_true")
+    query.set_defaults(func=cmd_query)
+
+    ctok = sub.add_parser("console-token", help="manage console tokens")
+    ctsub = ctok.add_subparsers(dest="token_cmd", required=True)
+    ctc = ctsub.add_parser("create", help="create a console token and print it once")
+    ctc.add_argument("--tenants", required=True, help="comma-separated tenants, or '*' for admin")
+    ctok.set_defaults(func=cmd_console_token)
     return p
 
 
