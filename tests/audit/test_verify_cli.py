@@ -119,3 +119,14 @@ def test_console_token_create(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 def test_cli_without_worker(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["query", "--console", "http://127.0.0.1:9", "--token", "x", "SELECT 1"]) == 2
     assert "is `gatewatch worker` running?" in capsys.readouterr().err
+
+
+def test_embedded_default_admin_token(tmp_path: Path) -> None:
+    from consumers.console import ensure_admin_token
+
+    assert ensure_admin_token(tmp_path) is True
+    token_file = tmp_path / "console-token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    rec = TokenStore(tmp_path / "console-tokens.yaml").authenticate(token_file.read_text().strip())
+    assert rec is not None and rec.is_admin
+    assert ensure_admin_token(tmp_path) is False  # kept across restarts
