@@ -14,7 +14,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -120,6 +120,7 @@ class AlertEvaluator:
                 if t is not None:
                     transitions.append(t)
                     self.metrics.transitions.labels(rule.id, t.state).inc()
+            self.tracker.prune(rule, now)
         for rule_id, firing in self.tracker.firing().items():
             self.metrics.firing.labels(rule_id).set(firing)
         suppressed, self.tracker.suppressed = self.tracker.suppressed, 0
@@ -151,6 +152,7 @@ class AlertEvaluator:
 
     def _restore(self) -> None:
         ids = [r.id for r in self.rules]
+        self._resolve_orphans(ids)
         if not ids:
             return
         rows = self.client.query(
@@ -161,6 +163,23 @@ class AlertEvaluator:
                                  started_at=_aware(started), updated_at=_aware(updated),
                                  resolved_at=None if resolved is None else _aware(resolved))
         log.info("alerts: restored the state of %d alerts", len(rows))
+
+
+    def _resolve_orphans(self, ids: list[str]) -> None:
+        """Alerts still firing for rules no longer in the file are marked resolved (not notified)."""
+        result = self.client.query(
+            f"SELECT * FROM {DB}.alerts FINAL WHERE state = 'firing' AND rule_id NOT IN {{ids:Array(String)}}",
+            parameters={"ids": ids or [""]})
+        now = utcnow()
+        rows = []
+        for r in result.named_results():
+            updated = max(now, _aware(r["updated_at"]) + timedelta(milliseconds=1))
+            rows.append({**r, "state": "resolved", "resolved_at": now, "updated_at": updated,
+                         "summary": f"[resolved: rule removed] {r['summary']}"})
+        if rows:
+            self.client.insert(f"{DB}.alerts", [[row[c] for c in ALERT_COLUMNS] for row in rows],
+                               column_names=list(ALERT_COLUMNS))
+            log.info("alerts: resolved %d alerts of rules no longer configured", len(rows))
 
 
 def group_values(rule: AlertRule, columns: list[str], rows: Sequence[Sequence[Any]]) -> dict[Group, float | None]:

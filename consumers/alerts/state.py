@@ -76,6 +76,12 @@ class AlertTracker:
             out[rule_id] = out.get(rule_id, 0) + (st.status == "firing")
         return out
 
+    def prune(self, rule: AlertRule, now: datetime) -> None:
+        """Forget inactive groups whose cooldown is over (keeps the state bounded by the live groups)."""
+        for key in [k for k, st in self._states.items() if k[0] == rule.id and st.status == "inactive"
+                    and (st.resolved_at is None or now - st.resolved_at >= rule.cooldown)]:
+            del self._states[key]
+
     def restore(self, rule_id: str, group: tuple[tuple[str, str], ...], *, alert_id: str, started_at: datetime,
                 resolved_at: datetime | None, updated_at: datetime) -> None:
         """Seed a state from the ``alerts`` table at start-up (firing stays firing; resolved keeps cooldown)."""

@@ -200,3 +200,33 @@ async def test_worker_wiring(warehouse: Warehouse, tmp_path: Path, receiver: Rec
     assert ev is not None and ev.interval_s == 1 and [r.id for r in ev.rules] == ["x"]
     assert build_evaluator(AlertsConfig(enabled=False), tmp_path, warehouse, registry) is None
     await asyncio.wait_for(ev.stop(), 5)  # stop before start is safe
+
+
+async def test_removed_rule_alerts_resolve_on_start(warehouse: Warehouse, metrics: AlertMetrics,
+                                                    receiver: Receiver) -> None:
+    clock = Clock()
+    seed_events(warehouse, failing(NOW - timedelta(minutes=1), 3))
+    async with stopping(make_evaluator(warehouse, metrics, receiver.url, clock=clock)) as ev:
+        assert [t.state for t in await ev.evaluate_once()] == ["firing"]
+    renamed = make_evaluator(warehouse, metrics, receiver.url, clock=clock, id="errors-v2")
+    async with stopping(renamed):
+        assert [t.rule.id for t in await renamed.evaluate_once()] == ["errors-v2"]
+    rows = {r["rule_id"]: r for r in alerts(warehouse)}
+    assert rows["errors"]["state"] == "resolved" and rows["errors"]["summary"].startswith("[resolved: rule removed]")
+    assert rows["errors-v2"]["state"] == "firing"
+    assert len(receiver.requests) == 2  # the removed rule's alert is closed silently
+
+
+def test_tracker_prunes_inactive_groups() -> None:
+    from consumers.alerts.state import AlertTracker
+
+    rule = parse_rules({"rules": [{"id": "e", "metric": "error_rate", "threshold": 0.5, "cooldown": "10m"}]}).rules[0]
+    tracker = AlertTracker()
+    for i in range(50):
+        tracker.observe(rule, (("tenant", f"t{i}"),), 0.1, NOW, NOW)
+    tracker.observe(rule, (("tenant", "hot"),), 0.9, NOW, NOW)
+    tracker.observe(rule, (("tenant", "hot"),), 0.1, NOW, NOW)  # resolved: kept for its cooldown
+    tracker.prune(rule, NOW)
+    assert len(tracker._states) == 1
+    tracker.prune(rule, NOW + timedelta(minutes=10))
+    assert tracker._states == {}
