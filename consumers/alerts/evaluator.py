@@ -139,8 +139,14 @@ class AlertEvaluator:
             self.metrics.evaluations.labels(rule.id, "error").inc()
             log.warning("alert rule %s: query failed: %s: %s", rule.id, type(exc).__name__, str(exc)[:300])
             return None
+        try:
+            values = group_values(rule, list(result.column_names), result.result_rows)
+        except (ValueError, TypeError, IndexError) as exc:  # a custom_sql value that is not a number
+            self.metrics.evaluations.labels(rule.id, "error").inc()
+            log.warning("alert rule %s: bad result: %s: %s", rule.id, type(exc).__name__, exc)
+            return None
         self.metrics.evaluations.labels(rule.id, "ok").inc()
-        return group_values(rule, list(result.column_names), result.result_rows)
+        return values
 
     async def _store(self, transitions: Sequence[Transition], notified: Sequence[datetime | None]) -> None:
         rows = [alert_row(t, n) for t, n in zip(transitions, notified, strict=True)]

@@ -50,12 +50,13 @@ class WebhookNotifier:
     """POSTs transitions to the named webhooks. ``start()``/``stop()`` own one aiohttp session."""
 
     def __init__(self, webhooks: Mapping[str, WebhookConfig], metrics: AlertMetrics, *, attempts: int = 3,
-                 backoff_s: float = 0.5) -> None:
+                 backoff_s: float = 0.5, max_concurrency: int = 8) -> None:
         self._webhooks = dict(webhooks)
         self.metrics = metrics
         self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
         self._session: aiohttp.ClientSession | None = None
+        self._concurrency = asyncio.Semaphore(max_concurrency)  # a burst of transitions is sent a few at a time
 
     async def start(self) -> None:
         if self._session is None:
@@ -70,8 +71,12 @@ class WebhookNotifier:
         """Notify every named webhook concurrently; True when at least one accepted (or none is named)."""
         if not names:
             return False
-        results = await asyncio.gather(*(self._post(name, transition) for name in names))
+        results = await asyncio.gather(*(self._post_bounded(name, transition) for name in names))
         return any(results)
+
+    async def _post_bounded(self, name: str, t: Transition) -> bool:
+        async with self._concurrency:
+            return await self._post(name, t)
 
     async def _post(self, name: str, t: Transition) -> bool:
         hook = self._webhooks[name]

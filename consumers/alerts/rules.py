@@ -53,6 +53,15 @@ SUMMARY_FIELDS = ("rule", "metric", "value", "threshold", "op", "severity", "win
 DEFAULT_SUMMARY = "{rule}: {metric} {value} {op} {threshold} ({group})"
 
 
+def format_duration(value: timedelta) -> str:
+    """The inverse of ``parse_duration`` for whole units: 300 s -> ``5m``."""
+    seconds = int(value.total_seconds())
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
 def parse_duration(value: Any) -> timedelta:
     """``30s`` / ``5m`` / ``2h`` / ``1d``, a number of seconds, or a timedelta."""
     if isinstance(value, timedelta):
@@ -128,7 +137,7 @@ class AlertRule(_Frozen):
     def _summary(cls, value: str) -> str:
         try:
             value.format_map(dict.fromkeys(SUMMARY_FIELDS, ""))
-        except (KeyError, IndexError, ValueError) as exc:
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
             raise ValueError(f"summary template {value!r} is invalid ({type(exc).__name__}: {exc}); "
                              f"fields: {', '.join(SUMMARY_FIELDS)}") from None
         return value

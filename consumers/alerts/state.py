@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from consumers.alerts.rules import OPS, AlertRule
+from consumers.alerts.rules import DEFAULT_SUMMARY, OPS, AlertRule, format_duration
 
 Status = Literal["inactive", "pending", "firing"]
 _MS = timedelta(milliseconds=1)
@@ -38,11 +38,14 @@ class Transition:
     @property
     def summary(self) -> str:
         value = "n/a" if self.value is None else f"{self.value:.4g}"
-        fields = {"rule": self.rule.id, "metric": self.rule.metric, "op": self.rule.op,
-                  "value": value, "threshold": f"{self.rule.threshold:g}",
-                  "severity": self.rule.severity, "window": str(self.rule.window), "group": self.group_key or "all",
-                  "tenant": "", "model": "", **dict(self.group)}
-        text = self.rule.summary.format_map(fields)
+        fields = {"tenant": "", "model": "", **dict(self.group), "rule": self.rule.id, "metric": self.rule.metric,
+                  "op": self.rule.op, "value": value, "threshold": f"{self.rule.threshold:g}",
+                  "severity": self.rule.severity, "window": format_duration(self.rule.window),
+                  "group": self.group_key or "all"}
+        try:
+            text = self.rule.summary.format_map(fields)
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError):  # validated, but be safe
+            text = DEFAULT_SUMMARY.format_map(fields)
         return text if self.state == "firing" else f"[resolved] {text}"
 
 

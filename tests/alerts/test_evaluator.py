@@ -180,6 +180,11 @@ async def test_bad_custom_sql_is_counted_not_fatal(warehouse: Warehouse, metrics
     async with stopping(ev):
         assert await ev.evaluate_once() == []
     assert value(metrics, "gatewatch_alerts_evaluations_total", rule="errors", result="error") == 1
+    not_a_number = make_evaluator(warehouse, metrics, receiver.url, clock=Clock(), metric="custom_sql",
+                                  sql="SELECT 'acme' AS tenant, 'high' AS value")
+    async with stopping(not_a_number):
+        assert await not_a_number.evaluate_once() == []
+    assert value(metrics, "gatewatch_alerts_evaluations_total", rule="errors", result="error") == 2
 
 
 async def test_worker_wiring(warehouse: Warehouse, tmp_path: Path, receiver: Receiver) -> None:

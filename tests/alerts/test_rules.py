@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.alerts.rules import RulesError, load_rules, parse_rules
+from consumers.alerts.rules import RulesError, format_duration, load_rules, parse_duration, parse_rules
 from consumers.alerts.state import AlertTracker
 from tests.alerts.conftest import NOW
 
@@ -87,3 +87,20 @@ def test_state_machine_pending_dedup_resolve_cooldown() -> None:
     assert seen == [s for _, s in steps]
     assert tracker.suppressed == 2
     assert tracker.firing() == {"e": 1}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("2h", 7200), ("1d", 86400), ("90s", 90)])
+def test_durations_round_trip(text: str, seconds: int) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+    assert parse_duration(format_duration(parse_duration(text))) == timedelta(seconds=seconds)
+
+
+def test_summary_template_fields() -> None:
+    from consumers.alerts.state import Transition
+
+    rule = parse_rules({"rules": [{"id": "e", "metric": "error_rate", "threshold": 0.05, "window": "15m",
+                                   "summary": "{tenant}/{model}: {value} {op} {threshold} over {window}"}]}).rules[0]
+    t = Transition("id", rule, (("model", "m1"), ("tenant", "acme")), "firing", 0.123456, NOW, None, NOW)
+    assert t.summary == "acme/m1: 0.1235 > 0.05 over 15m"
+    with pytest.raises(RulesError, match="summary template"):
+        parse_rules({"rules": [{"id": "e", "metric": "error_rate", "threshold": 1, "summary": "{rule.x}"}]})
