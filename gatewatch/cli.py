@@ -24,9 +24,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from gatewatch.runtime import install_uvloop, slim_gateway_imports
+    from gatewatch.slim import slim_gateway_imports
 
-    slim_gateway_imports()
+    slim_gateway_imports()  # before anything imports the gateway
+    from gatewatch.runtime import install_uvloop
     from gatewatch.up import run_up
 
     settings = _settings(args)
@@ -36,9 +37,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from gatewatch.runtime import install_uvloop, serve_gateway, slim_gateway_imports, stop_on_signals
+    from gatewatch.slim import slim_gateway_imports
 
-    slim_gateway_imports()
+    slim_gateway_imports()  # before anything imports the gateway
+    from gatewatch.runtime import install_uvloop, serve_gateway, stop_on_signals
     from gateway.upstream.router import resolve_key_errors
 
     settings = _settings(args)
@@ -330,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.set_defaults(func=cmd_config)
 
     bench = sub.add_parser("bench", help="run a benchmark script (bench/<what>.py)")
-    bench.add_argument("what", choices=["gateway", "scorers"])
+    bench.add_argument("what", choices=["gateway", "scorers", "pipeline_lag"])
     bench.add_argument("rest", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
 

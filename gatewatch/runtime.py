@@ -19,16 +19,6 @@ from gateway.events import EventEmitter
 log = logging.getLogger(__name__)
 
 
-def slim_gateway_imports() -> None:
-    """The gateway process never runs torch or transformers, but presidio imports transformers when it is
-    installed (for an NER pipeline we do not use), which drags in torch: seconds of start-up and hundreds of
-    MB of RSS. Where the consumer stack shares the environment, keep them out of the gateway process."""
-    import sys
-
-    for name in ("torch", "transformers"):
-        sys.modules.setdefault(name, None)  # type: ignore[arg-type]  # `import torch` -> ImportError
-
-
 def install_uvloop() -> None:
     with contextlib.suppress(ImportError):
         import uvloop
