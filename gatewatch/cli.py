@@ -286,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", default=None, help="config file (default $GATEWATCH_CONFIG or ./gatewatch.yaml)")
     p.add_argument("--log-level", default=None, help="default INFO for services, WARNING for other commands")
     sub = p.add_subparsers(dest="cmd", required=True)
+    common = argparse.ArgumentParser(add_help=False)  # so `gatewatch gateway -c FILE` works as well
+    common.add_argument("--config", "-c", default=argparse.SUPPRESS, help="config file")
+    _add = sub.add_parser
+
+    def add_parser(name: str, **kw):  # type: ignore[no-untyped-def]
+        return _add(name, parents=[common, *kw.pop("parents", [])], **kw)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     up = sub.add_parser("up", help="run the embedded default: broker, mock upstream, worker, gateway")
     up.add_argument("--no-worker", action="store_true", help="do not start the worker")

@@ -50,3 +50,21 @@ def test_gateway_refuses_without_kafka_and_models(tmp_path: Path) -> None:
     r = gatewatch(tmp_path, "gateway")
     assert r.returncode == 2
     assert "kafka.bootstrap_servers" in r.stderr and "models" in r.stderr
+
+
+def test_config_option_after_the_subcommand(tmp_path: Path) -> None:
+    (tmp_path / "other.yaml").write_text("gateway: {port: 8123}\n")
+    env = {**os.environ, "GATEWATCH_HOME": str(tmp_path / "home")}
+    r = subprocess.run([sys.executable, "-m", "gatewatch", "config", "show", "-c", str(tmp_path / "other.yaml")],
+                       capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+    assert r.returncode == 0 and "port: 8123" in r.stdout
+
+
+def test_gateway_process_keeps_torch_out() -> None:
+    """presidio imports transformers (and so torch) when installed; the gateway process must not pay for it."""
+    code = ("import sys\nfrom gatewatch.slim import slim_gateway_imports\nslim_gateway_imports()\n"
+            "import gatewatch.runtime, gateway.redaction.redactor\n"
+            "print(sys.modules.get('torch') is None and sys.modules.get('transformers') is None)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "True"
