@@ -32,6 +32,8 @@ class AuditFilter(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
     tenant: tuple[str, ...] = ()
+    event_id: str | None = None
+    request_id: str | None = None  # the x-request-id the client saw
     key_id: str | None = None
     end_user: str | None = None
     model: str | None = None  # request_model (the alias asked for) or response_model (what was served)
@@ -97,6 +99,10 @@ def where_clause(flt: AuditFilter, scope: Sequence[str] | None) -> tuple[str, di
         add("tenant IN {scope:Array(String)}", scope=list(scope))
     if flt.tenant:
         add("tenant IN {tenant:Array(String)}", tenant=list(flt.tenant))
+    if flt.event_id is not None:
+        add("event_id = {event_id:String}", event_id=flt.event_id)
+    if flt.request_id is not None:
+        add("request_id = {request_id:String}", request_id=flt.request_id)
     if flt.key_id is not None:
         add("key_id = {key_id:String}", key_id=flt.key_id)
     if flt.end_user is not None:

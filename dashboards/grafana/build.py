@@ -352,10 +352,11 @@ def quality() -> Board:
             f"WHERE {SC} AND scorer = 'factuality' GROUP BY tenant, model ORDER BY support", w=24, fmt=TABLE,
             interval=None, columns={"support": {"decimals": 3}, "contradicted_share": {"unit": "percentunit"}})
     b.row("Worst examples")
-    # the console's audit API filters by tenant and time (GET /api/audit, consumers/audit/search.py
-    # AuditFilter): [ts_start, ts_start + 1 ms) of the tenant pins the exchange down
+    # the console's audit API (GET /api/audit, consumers/audit/search.py AuditFilter): the event id, with
+    # tenant and [ts_start, ts_start + 1 ms) so the lookup stays on the table's sort key
     link = [{"title": "Open in the audit log", "targetBlank": True,
              "url": "${console_url}/api/audit?tenant=${__data.fields.tenant:percentencode}"
+                    "&event_id=${__data.fields.event_id:percentencode}"
                     "&since=${__data.fields.audit_since:percentencode}"
                     "&until=${__data.fields.audit_until:percentencode}&limit=10"}]
     hidden = {"custom.hidden": True}

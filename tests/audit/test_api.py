@@ -71,6 +71,8 @@ FILTERS: list[tuple[dict[str, object], object]] = [
     ({"tenant": "globex"}, lambda e: e.tenant == "globex"),
     ({"tenant": "acme,initech"}, lambda e: e.tenant in ("acme", "initech")),
     ({"key_id": "key-1"}, lambda e: e.key_id == "key-1"),
+    ({"event_id": EVENTS[7].event_id}, lambda e: e.event_id == EVENTS[7].event_id),
+    ({"request_id": EVENTS[4].request_id}, lambda e: e.request_id == EVENTS[4].request_id),
     ({"end_user": "user-3"}, lambda e: e.end_user == "user-3"),
     ({"model": "llama"}, lambda e: e.request_model == "llama"),
     ({"model": "m-small"}, lambda e: e.response_model == "m-small"),
