@@ -136,6 +136,8 @@ class Redactor:
         if not entities:
             return [[] for _ in texts]
         analyzer = self._engine.analyzer
+        if self.cfg.engine == "regex" and not any(possible_entities(t, entities) for t in texts):
+            return [[] for _ in texts]  # nothing can match: skip the NLP pass and the analyzer
         if self.cfg.engine == "ner" and len(texts) > 1:  # one spaCy pass over the batch
             artifacts = [a for _, a in analyzer.nlp_engine.process_batch(
                 list(texts), LANGUAGE, batch_size=min(len(texts), 32))]
