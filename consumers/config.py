@@ -58,7 +58,9 @@ class WorkerConfig(BaseModel):
     warehouse_dsn: str | None = None
     pipelines: tuple[str, ...] = DEFAULT_PIPELINES
     batch: BatchConfig = BatchConfig()
-    batch_overrides: dict[str, BatchConfig] = Field(default_factory=dict)  # pipeline name -> batch
+    # pipeline name -> batch; the audit log flushes sooner by default (lag target: p99 <= 2 s)
+    batch_overrides: dict[str, BatchConfig] = Field(
+        default_factory=lambda: {ARCHIVER: BatchConfig(max_records=2000, max_wait_ms=200)})
     max_rows_per_insert: PositiveInt = 50_000
     retry_base_s: PositiveFloat = 0.2  # sink/scorer retry backoff (with jitter), partitions paused meanwhile
     retry_max_s: PositiveFloat = 5.0
@@ -69,6 +71,7 @@ class WorkerConfig(BaseModel):
     max_poll_interval_ms: PositiveInt = 300_000
     fetch_max_bytes: PositiveInt = 16 * 1024 * 1024
     max_partition_fetch_bytes: PositiveInt = 2 * 1024 * 1024
+    fetch_max_wait_ms: PositiveInt = 500  # how long a broker may hold a fetch for more data (aiokafka default)
     console_host: str = "127.0.0.1"
     console_port: int = Field(default=8081, ge=0, le=65535)  # 0 = any free port (tests)
     events_retention_days: PositiveInt = DEFAULT_RETENTION_DAYS
@@ -116,7 +119,8 @@ class WorkerConfig(BaseModel):
                 "heartbeat_interval_ms": self.heartbeat_interval_ms,
                 "max_poll_interval_ms": self.max_poll_interval_ms,
                 "fetch_max_bytes": self.fetch_max_bytes,
-                "max_partition_fetch_bytes": self.max_partition_fetch_bytes}
+                "max_partition_fetch_bytes": self.max_partition_fetch_bytes,
+                "fetch_max_wait_ms": self.fetch_max_wait_ms}
 
 
 def known_pipelines() -> set[str] | None:

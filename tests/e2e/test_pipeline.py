@@ -109,7 +109,10 @@ async def test_gateway_to_warehouse_with_worker_crash(make_gateway, mock, tmp_pa
             await asyncio.to_thread(worker.wait)
             await sender
             worker = _start_worker(cfg, home, log)
-            await _wait_caught_up(console, 1, timeout=90)
+            # more traffic after the restart, so the new worker has work whether or not the first one had
+            # consumed everything before it died; lag 0 after these means it is caught up on all of it
+            await send(10, 120)
+            await _wait_caught_up(console, 10, timeout=90)
         finally:
             worker.send_signal(signal.SIGTERM)
             await asyncio.to_thread(worker.wait, 60)
