@@ -29,8 +29,14 @@ class EventSink(Protocol):
     def send(self, key: str, payload: bytes) -> None: ...  # non-blocking, never raises
 
 
+_second: list[object] = [None, ""]  # (whole second, its "YYYY-MM-DDTHH:MM:SS" text): events share seconds
+
+
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    sec = int(ts)
+    if _second[0] != sec:
+        _second[0], _second[1] = sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second[1]}.{int((ts - sec) * 1000):03d}Z"
 
 
 def cost_of(price: Price | None, ex: Exchange) -> float | None:
