@@ -25,7 +25,8 @@ def test_number_and_entity_consistency() -> None:
 
 
 async def test_nli_backend_scores_each_sentence_and_skips_events_without_context(tiny_nli_dir, make_event) -> None:  # type: ignore[no-untyped-def]
-    cfg = ScorersConfig.model_validate({"device": "cpu", "factuality": {"backend": "nli", "nli_model": str(tiny_nli_dir)}})
+    cfg = ScorersConfig.model_validate(
+        {"device": "cpu", "factuality": {"backend": "nli", "nli_model": str(tiny_nli_dir)}})
     scorer = FactualityScorer(cfg)
     await scorer.start()
     resp = "The tower is in Paris. It is 330 metres tall. It was built in 1789."
