@@ -10,6 +10,7 @@ up: setup
 	.venv/bin/gatewatch up
 
 test: setup
+	.venv/bin/ruff check .
 	.venv/bin/python -m pytest -q
 
 lint: setup
