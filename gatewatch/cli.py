@@ -226,8 +226,8 @@ def _console(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return ConsoleClient(url, token)
 
 
-_AUDIT_FILTERS = ("tenant", "key_id", "end_user", "model", "since", "until", "decision", "rule_id", "pii_entity",
-                  "outcome", "scorer", "metric", "min_score", "max_score")
+_AUDIT_FILTERS = ("tenant", "event_id", "request_id", "key_id", "end_user", "model", "since", "until", "decision",
+                  "rule_id", "pii_entity", "outcome", "scorer", "metric", "min_score", "max_score")
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
