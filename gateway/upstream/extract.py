@@ -34,21 +34,13 @@ def _responses_output_text(output: Any) -> list[str]:
     return parts
 
 
-def from_body(ex: Exchange, body: dict[str, Any]) -> None:
-    """Fill the exchange from a non-streamed answer."""
-    ex.response_model = body.get("model") if isinstance(body.get("model"), str) else ex.response_model
-    ex.response_id = body.get("id") if isinstance(body.get("id"), str) else ex.response_id
-    _usage_into(ex, body.get("usage"))
-    if ex.endpoint == "responses":
-        ex.response_parts.extend(_responses_output_text(body.get("output")))
-        status = body.get("status")
-        if isinstance(status, str):
-            ex.finish_reasons.append(status)
-        return
-    for choice in body.get("choices") or ():
+def _choices_into(ex: Exchange, choices: Any, part: str) -> None:
+    """Text, tool-call arguments and finish reasons of chat/completions choices (`message` in bodies,
+    `delta` in stream chunks; completions carry `text`)."""
+    for choice in choices or ():
         if not isinstance(choice, dict):
             continue
-        msg = choice.get("message")
+        msg = choice.get(part)
         if isinstance(msg, dict):
             content = msg.get("content")
             if isinstance(content, str):
@@ -62,6 +54,20 @@ def from_body(ex: Exchange, body: dict[str, Any]) -> None:
         reason = choice.get("finish_reason")
         if isinstance(reason, str):
             ex.finish_reasons.append(reason)
+
+
+def from_body(ex: Exchange, body: dict[str, Any]) -> None:
+    """Fill the exchange from a non-streamed answer."""
+    ex.response_model = body.get("model") if isinstance(body.get("model"), str) else ex.response_model
+    ex.response_id = body.get("id") if isinstance(body.get("id"), str) else ex.response_id
+    _usage_into(ex, body.get("usage"))
+    if ex.endpoint == "responses":
+        ex.response_parts.extend(_responses_output_text(body.get("output")))
+        status = body.get("status")
+        if isinstance(status, str):
+            ex.finish_reasons.append(status)
+        return
+    _choices_into(ex, body.get("choices"), "message")
 
 
 def from_stream_event(ex: Exchange, obj: dict[str, Any], event: str | None) -> None:
@@ -86,23 +92,7 @@ def from_stream_event(ex: Exchange, obj: dict[str, Any], event: str | None) -> N
         ex.response_id = obj.get("id") if isinstance(obj.get("id"), str) else None
     if obj.get("usage") is not None:
         _usage_into(ex, obj["usage"])
-    for choice in obj.get("choices") or ():
-        if not isinstance(choice, dict):
-            continue
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            content = delta.get("content")
-            if isinstance(content, str):
-                ex.response_parts.append(content)
-            for call in delta.get("tool_calls") or ():
-                fn = call.get("function") if isinstance(call, dict) else None
-                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                    ex.response_parts.append(fn["arguments"])
-        elif isinstance(choice.get("text"), str):
-            ex.response_parts.append(choice["text"])
-        reason = choice.get("finish_reason")
-        if isinstance(reason, str):
-            ex.finish_reasons.append(reason)
+    _choices_into(ex, obj.get("choices"), "delta")
 
 
 def is_injected_usage_chunk(obj: dict[str, Any]) -> bool:
