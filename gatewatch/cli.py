@@ -72,32 +72,33 @@ def cmd_mock(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
+def _consumers_worker(what: str):  # type: ignore[no-untyped-def]
+    """consumers.worker, with chdb imported first (in the main thread, before any other thread exists)."""
     try:
-        import chdb  # noqa: F401  - chdb must be imported early, in the main thread
+        import chdb  # noqa: F401
 
-        from consumers.worker import run_worker
+        from consumers import worker
     except ImportError as exc:
-        raise CliError(f"the worker needs the consumers extra: pip install 'gatewatch[consumers]' ({exc})") from None
+        raise CliError(f"{what} needs the consumers extra: pip install 'gatewatch[consumers]' ({exc})") from None
+    return worker
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    worker = _consumers_worker("the worker")
     from gatewatch.runtime import install_uvloop
 
     settings = _settings(args)
     install_uvloop()
-    asyncio.run(run_worker(settings))
+    asyncio.run(worker.run_worker(settings))
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    try:
-        import chdb  # noqa: F401  - chdb must be imported early, in the main thread
-
-        from consumers.worker import migrate, worker_config
-    except ImportError as exc:
-        raise CliError(f"migrate needs the consumers extra: pip install 'gatewatch[consumers]' ({exc})") from None
+    worker = _consumers_worker("migrate")
     settings = _settings(args)
-    dsn = args.dsn or worker_config(settings).dsn(Path(settings.home))
+    dsn = args.dsn or worker.worker_config(settings).dsn(Path(settings.home))
     try:
-        applied = migrate(dsn)
+        applied = worker.migrate(dsn)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none (up to date)'}")
