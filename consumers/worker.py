@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from consumers.alerts import AlertEvaluator, start_alerts
 from consumers.config import WorkerConfig
-from consumers.console import TOKENS_FILE, TokenStore, add_api_routes, ensure_admin_token
+from consumers.console import TOKENS_FILE, TokenStore, add_api_routes, add_page_routes, ensure_admin_token
 from consumers.metrics import ConsumerMetrics, default_metrics
 from consumers.pipeline import Pipeline
 from consumers.registry import PipelineContext, build_pipelines, dlq_owner
@@ -71,6 +71,7 @@ def create_console_app(deps: ConsoleDeps) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     if deps.tokens is not None and deps.warehouse is not None:
         add_api_routes(app, deps.warehouse, deps.tokens)
+        add_page_routes(app)  # the console page (/, /static/): reads everything from /api
     return app
 
 

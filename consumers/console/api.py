@@ -5,6 +5,7 @@
                               ``X-Next-Cursor`` header)
 - ``GET  /api/audit/verify``  admin only; ``since``/``until``; the tamper-evidence report
 - ``POST /api/query``         admin only; ``{"sql": "SELECT ...", "limit": n}``; read-only
+- ``GET  /api/dashboard/...``, ``GET /api/whoami``: the console page's data (``consumers.console.dashboard``)
 Scoping: a tenant-scoped token sees only its tenants' rows; asking for another tenant is a 403.
 Every call (refused ones too) writes a ``gatewatch.audit_queries`` row before the answer is sent.
 """
@@ -29,16 +30,12 @@ from consumers.audit.querylog import record_query
 from consumers.audit.search import DEFAULT_LIMIT, AuditFilter, search
 from consumers.audit.sql import DEFAULT_ROWS, ReadOnlyViolation, run_readonly
 from consumers.audit.verify import verify
+from consumers.console.dashboard import add_dashboard_routes
+from consumers.console.http import TOKEN_KEY, ApiError, error_response, json_response
 from consumers.console.tokens import TokenRecord, TokenStore
 from consumers.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 @dataclass
@@ -48,15 +45,7 @@ class ApiState:
 
 
 STATE_KEY = web.AppKey("console_api", ApiState)
-TOKEN_KEY = web.RequestKey("console_token", TokenRecord)
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json", headers=headers)
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return _json({"error": {"code": code, "message": message}}, status)
+_json, _error = json_response, error_response
 
 
 @web.middleware
@@ -202,4 +191,5 @@ def add_api_routes(app: web.Application, warehouse: Warehouse, tokens: TokenStor
     api.router.add_get("/audit", audit_handler)
     api.router.add_get("/audit/verify", verify_handler)
     api.router.add_post("/query", query_handler)
+    add_dashboard_routes(api, warehouse.new_client())
     app.add_subapp("/api", api)
