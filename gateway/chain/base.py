@@ -8,12 +8,15 @@ Per-request state lives on the Exchange; stages keep none.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -37,6 +40,20 @@ class Reply:
     body: dict[str, Any] | None = None  # non-streamed JSON answer
     raw_body: bytes | None = None  # non-streamed answer passed through untouched (when body is None)
     chunks: AsyncIterator[SSEEvent] | None = None  # streamed answer
+    # non-streamed answers: bookkeeping that runs once the answer is on the wire (events redaction,
+    # usage accounting, the event itself), innermost stage first; see ``run_after``
+    after: list[Callable[[], Awaitable[None] | None]] = field(default_factory=list)
+
+
+async def run_after(reply: Reply) -> None:
+    """Run a reply's deferred bookkeeping in order; one failing step is logged and does not stop the rest."""
+    for step in reply.after:
+        try:
+            res = step()
+            if res is not None:
+                await res
+        except Exception:  # the client has its answer; later steps (the event) must still run
+            log.exception("post-response step %r failed", step)
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ the consumers validate them; the request path never waits for delivery.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable
@@ -75,8 +76,8 @@ class EmitStage:
             self.finish(ex)
             raise
         ex.status = reply.status
-        if reply.chunks is None:
-            self.finish(ex)
+        if reply.chunks is None:  # the event once the answer is written (and the inner stages' steps ran)
+            reply.after.append(functools.partial(self.finish, ex))
         else:
             reply.chunks = self._watch(ex, reply.chunks)
         return reply

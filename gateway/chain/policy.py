@@ -5,6 +5,7 @@ version; any internal error refuses the request (503, fail closed). Usage is rec
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import AsyncIterator, Callable
@@ -76,8 +77,8 @@ class PolicyStage:
                        ["policy.error"]) from exc
         child(POLICY_DECISIONS, ex.policy_decision).inc()
         reply = await call_next(ex)
-        if reply.chunks is None:
-            await self.record(ex, pol, key)
+        if reply.chunks is None:  # usage is accounted once the answer is written
+            reply.after.append(functools.partial(self.record, ex, pol, key))
         else:
             reply.chunks = self._record_after(ex, pol, key, reply.chunks)
         return reply

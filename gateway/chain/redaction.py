@@ -15,6 +15,7 @@ Fail closed: a redaction error refuses the request (503) or ends the stream with
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -224,13 +225,21 @@ class RedactionStage:
                 if hits:
                     flag(ex, sorted(hits))
                 _add({}, counts, "output")
-            await self._capture_response(ex, pol, "".join(r.text for r in refs), counts)
         except PatternBlocked as exc:
             r = exc.rule
             raise deny(ex, PolicyDenied(r.reason or f"The answer matched a pattern this tenant's policy blocks "
                                         f"(rule {r.id}); it was withheld.", code="pattern_blocked"), [r.id]) from None
         except PIIBlocked as exc:
             raise deny(ex, exc, [f"pii.output.block.{t}" for t in exc.entity_types]) from None
+        # the event's copy is redacted once the answer is on the wire (until then it holds no text)
+        reply.after.append(functools.partial(self._deferred_capture, ex, pol, "".join(r.text for r in refs), counts))
+
+    async def _deferred_capture(self, ex: Exchange, pol: CompiledPolicy, text: str, counts: dict[str, int]) -> None:
+        try:
+            await self._capture_response(ex, pol, text, counts)
+        except Exception:  # noqa: BLE001 - never store unredacted text; the client already has its answer
+            log.warning("events redaction of an answer failed; the event stores no response text")
+            ex.captured_response = "" if pol.events_actions else None
 
     async def _stream(self, ex: Exchange, pol: CompiledPolicy, chunks: AsyncIterator[SSEEvent]
                       ) -> AsyncIterator[SSEEvent]:

@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.chain.auth import AuthStage
-from gateway.chain.base import Exchange, Next, Reply
+from gateway.chain.base import Exchange, Next, Reply, run_after
 from gateway.errors import ModelNotFound, PayloadTooLarge, ServiceUnavailable
 from gateway.http.middlewares import REQUEST_ID
 from gateway.metrics import IN_FLIGHT
@@ -74,8 +74,20 @@ class Api:
     async def write(self, request: web.Request, ex: Exchange, reply: Reply) -> web.StreamResponse:
         headers = {**reply.headers, "x-request-id": ex.request_id}
         if reply.chunks is None:
-            body = reply.raw_body if reply.raw_body is not None else orjson.dumps(reply.body)
-            return web.Response(status=reply.status, body=body, content_type="application/json", headers=headers)
+            if not reply.after:
+                body = reply.raw_body if reply.raw_body is not None else orjson.dumps(reply.body)
+                return web.Response(status=reply.status, body=body, content_type="application/json",
+                                    headers=headers)
+            try:  # send the answer now, then do the bookkeeping (events redaction, usage, the event)
+                body = reply.raw_body if reply.raw_body is not None else orjson.dumps(reply.body)
+                resp = web.Response(status=reply.status, body=body, content_type="application/json",
+                                    headers=headers)
+                with contextlib.suppress(ConnectionResetError, ConnectionError):
+                    await resp.prepare(request)
+                    await resp.write_eof()
+            finally:
+                await run_after(reply)
+            return resp
         resp = web.StreamResponse(status=reply.status, headers={**SSE_HEADERS, **headers})
         chunks = reply.chunks
         try:
