@@ -137,3 +137,26 @@ async def test_fail_closed_on_unexpected_error(make_gateway: GatewayFactory, moc
     status, _body, _ = await post(g.base_url, g.key)
     assert status == 503 and upstream_bodies(mock) == []
     assert "ann@example.com" not in str(g.emitter.events[-1])
+
+
+async def test_events_redaction_failure_after_the_answer(make_gateway: GatewayFactory, mock,  # type: ignore[no-untyped-def]
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The event's copy of a non-streamed answer is redacted after the answer is written: if that fails,
+    the client keeps its 200, and the event is still emitted, without response text."""
+    g = await make_gateway({"m": {"deployments": [deployment(mock)]}})
+    import gateway.chain.redaction as stage
+
+    async def boom(*a: object, **kw: object) -> object:
+        raise RedactionFailed("PII redaction failed (engine error)")
+
+    monkeypatch.setattr(stage, "events_texts", boom)
+    status, body, _ = await post(g.base_url, g.key)
+    assert status == 200 and body["choices"][0]["message"]["content"]
+    for _ in range(50):
+        if g.emitter.events:
+            break
+        await asyncio.sleep(0.02)
+    ev = g.emitter.events[-1]
+    assert ev["outcome"] == "completed" and ev["status"] == 200
+    assert ev["response"]["text"] == "" and ev["usage"]["total_tokens"]
+    assert "ann@example.com" not in str(ev)
