@@ -6,6 +6,30 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
+
+# Debian's Chromium for the console's end-to-end browser test (Playwright drives it; it never downloads a
+# browser). Installed as root when missing; without it that one test is skipped, unless
+# GATEWATCH_REQUIRE_CHROMIUM=1 (set by .ci/run), where a failed install fails the setup.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium (console browser test) ..." >&2
+    if apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends chromium >/dev/null; then
+      echo "  $(chromium --version 2>/dev/null || echo chromium installed)" >&2
+    elif [ "${GATEWATCH_REQUIRE_CHROMIUM:-0}" = 1 ]; then
+      echo "error: could not install chromium" >&2
+      exit 1
+    else
+      echo "  could not install chromium; the console browser test will be skipped" >&2
+    fi
+  elif [ "${GATEWATCH_REQUIRE_CHROMIUM:-0}" = 1 ]; then
+    echo "error: chromium is required (apt-get install chromium as root)" >&2
+    exit 1
+  else
+    echo "note: no chromium; the console browser test will be skipped (apt-get install chromium)" >&2
+  fi
+fi
+
 stamp="$VENV/.gatewatch-setup"
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$VENV/bin/gatewatch" ]; then

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumers.console.dashboard.frame import Ctx, col, histogram, section, table
+from consumers.console.dashboard.frame import Ctx, col, histogram, section, stat, table
 
 TOX = "scorer = 'toxicity' AND metric = 'toxicity' AND value IS NOT NULL"
 BUCKETS = [f"{i / 10:.1f}" for i in range(10)]
@@ -18,7 +18,23 @@ BUCKETS = [f"{i / 10:.1f}" for i in range(10)]
 def build(ctx: Ctx) -> list[dict[str, Any]]:
     sc = ctx.where("ts", "request_model")
     r1 = ctx.where("minute", "request_model", minute=True)
-    return [*_toxicity(ctx, sc, r1), *_factuality(ctx, sc, r1), *_worst(ctx, sc)]
+    return [*_stats(ctx, sc), *_toxicity(ctx, sc, r1), *_factuality(ctx, sc, r1), *_worst(ctx, sc)]
+
+
+def _stats(ctx: Ctx, sc: str) -> list[dict[str, Any]]:
+    over = "value >= {threshold:Float64}"
+    tox_p, tox_r, contra, unsup = ctx.one(
+        f"SELECT avgIf({over}, {TOX} AND target = 'prompt'), avgIf({over}, {TOX} AND target = 'response'), "
+        "avgIf(label = 'contradicted', scorer = 'factuality' AND metric = 'contradiction' AND value IS NOT NULL), "
+        "avgIf(label = 'unsupported', scorer = 'factuality' AND metric = 'support' AND value IS NOT NULL) "
+        f"FROM gatewatch.scores FINAL WHERE {sc}")
+    thr = f"{ctx.window.threshold:g}"
+    return [stat("toxic_prompts", f"Toxic prompts (≥ {thr})", tox_p, "percent"),
+            stat("toxic_responses", f"Toxic answers (≥ {thr})", tox_r, "percent"),
+            stat("contradicted", "Contradicted answers", contra, "percent",
+                 description="Share of answers with context whose worst sentence contradicts it."),
+            stat("unsupported", "Unsupported answers", unsup, "percent",
+                 description="Share of answers with context that the context does not support.")]
 
 
 def _toxicity(ctx: Ctx, sc: str, r1: str) -> list[dict[str, Any]]:
