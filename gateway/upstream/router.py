@@ -93,8 +93,10 @@ class Router:
             connector = aiohttp.TCPConnector(limit=self.routing.max_connections,
                                              limit_per_host=self.routing.max_connections_per_host,
                                              ttl_dns_cache=300, enable_cleanup_closed=True)
+            # one session serves every tenant: cookies an upstream sets must never ride on another request
             self.session = aiohttp.ClientSession(connector=connector, read_bufsize=1 << 20,
-                                                 auto_decompress=True, skip_auto_headers=("User-Agent",))
+                                                 auto_decompress=True, skip_auto_headers=("User-Agent",),
+                                                 cookie_jar=aiohttp.DummyCookieJar())
 
     async def stop(self) -> None:
         session, self.session = self.session, None

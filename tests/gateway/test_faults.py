@@ -7,6 +7,7 @@ import asyncio
 import aiohttp
 import openai
 import pytest
+from aiohttp import web
 
 from gatewatch.mock_upstream import MockConfig, MockUpstream
 from tests.gateway.conftest import Gateway, GatewayFactory, deployment
@@ -122,3 +123,32 @@ async def test_client_disconnect_cancels_upstream(gw: Gateway) -> None:
         await asyncio.sleep(0.05)
     [ev] = gw.emitter.events
     assert ev["error_type"] == "client_disconnected" and ev["status"] == 499
+
+
+async def test_upstream_cookies_never_reach_other_requests(make_gateway: GatewayFactory) -> None:
+    """One pooled session serves every tenant: a Set-Cookie from the upstream must not be replayed."""
+    seen: list[str | None] = []
+
+    async def chat(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Cookie"))
+        resp = web.json_response({"id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+                                  "choices": [{"index": 0, "finish_reason": "stop",
+                                               "message": {"role": "assistant", "content": "ok"}}],
+                                  "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+        resp.set_cookie("session", "tenant-a-secret")
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        base = f"http://localhost:{runner.addresses[0][1]}/v1"  # a host name: jars ignore IP hosts
+        gw = await make_gateway({"m": {"deployments": [{"name": "cookie", "base_url": base}]}})
+        async with gw.client() as c:
+            for _ in range(2):
+                await c.chat.completions.create(model="m", messages=MSG)
+        assert seen == [None, None]
+    finally:
+        await runner.cleanup()
