@@ -10,13 +10,20 @@ Example::
       console_port: 8081
       events_retention_days: 90
       scorers: {device: cuda, toxicity: {backend: detoxify}}
+      scorer_process: auto   # auto | inline | child: where the scorer pipelines run (see below)
+      scorer_nice: 10        # CPU niceness added in that child process
       alerts: {rules_file: /etc/gatewatch/alerts.yaml, interval_s: 30}   # default: <home>/alerts.yaml if present
+
+``scorer_process``: ``child`` runs the scorer pipelines (every pipeline but the archiver) in one child
+process of the worker, at ``scorer_nice``, so CPU-heavy scoring never delays the audit log (consumers/child);
+``inline`` runs them in the worker's own process (tests, debugging); ``auto`` (default) means ``child`` when
+the archiver and at least one scorer pipeline run in this worker, else ``inline``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
 
@@ -78,6 +85,8 @@ class WorkerConfig(BaseModel):
     # a ScorersConfig once consumers.scorers is installed
     scorers: Any = Field(default_factory=dict, validate_default=True)
     alerts: AlertsConfig = AlertsConfig()
+    scorer_process: Literal["auto", "inline", "child"] = "auto"
+    scorer_nice: int = Field(default=10, ge=0, le=19)  # added to the worker's niceness in the scorer child
 
     @field_validator("warehouse_dsn")
     @classmethod
@@ -107,6 +116,13 @@ class WorkerConfig(BaseModel):
         except ValidationError as exc:
             raise ValueError("; ".join(
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+
+    def child_pipelines(self) -> tuple[str, ...]:
+        """The pipelines the scorer child process runs; empty when everything runs in the worker itself."""
+        scorers = tuple(name for name in self.pipelines if name != ARCHIVER)
+        if self.scorer_process == "inline" or (self.scorer_process == "auto" and ARCHIVER not in self.pipelines):
+            return ()
+        return scorers
 
     def batch_for(self, pipeline: str) -> BatchConfig:
         return self.batch_overrides.get(pipeline, self.batch)

@@ -3,19 +3,22 @@
 
 Scorer pipelines take their scorer from ``consumers.scorers.SCORER_FACTORIES`` (imported lazily, so a
 worker without the scoring stack still runs the archiver).
+
+Each pipeline writes through ``PipelineContext.sink(name)``: a ``ClickHouseSink`` on the warehouse, or
+what ``sink_factory`` makes (the scorer child process forwards its writes to the worker, ``consumers/child``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from consumers.archiver import EventsArchiver
 from consumers.config import ARCHIVER, WorkerConfig
 from consumers.contracts import Scorer
 from consumers.metrics import ConsumerMetrics
-from consumers.pipeline import Pipeline, RetryPolicy
+from consumers.pipeline import Pipeline, RetryPolicy, Sink
 from consumers.sinks.clickhouse import ClickHouseSink
 from consumers.sources.kafka import KafkaSource, KafkaSourceConfig
 from consumers.warehouse import Warehouse
@@ -28,9 +31,17 @@ log = logging.getLogger(__name__)
 class PipelineContext:
     kafka: KafkaConfig
     worker: WorkerConfig
-    warehouse: Warehouse
+    warehouse: Warehouse | None  # None only with a sink_factory
     metrics: ConsumerMetrics
     dlq_owner: str  # the one pipeline of this worker that produces invalid messages to the DLQ
+    sink_factory: Callable[[str], Sink] | None = None  # pipeline name -> its sink (default: ClickHouseSink)
+
+    def sink(self, name: str) -> Sink:
+        if self.sink_factory is not None:
+            return self.sink_factory(name)
+        if self.warehouse is None:
+            raise ValueError("a pipeline context needs a warehouse or a sink factory")
+        return ClickHouseSink(self.warehouse.new_client, max_rows_per_insert=self.worker.max_rows_per_insert)
 
 
 PipelineFactory = Callable[[PipelineContext], Pipeline]
@@ -51,9 +62,8 @@ def _pipeline(name: str, ctx: PipelineContext, stages: list[Scorer]) -> Pipeline
         group_id=group_id(name), max_records=batch.max_records, max_wait_ms=batch.max_wait_ms,
         dead_letter=name == ctx.dlq_owner, consumer_options=ctx.worker.consumer_options()),
         metrics=ctx.metrics)
-    sink = ClickHouseSink(ctx.warehouse.new_client, max_rows_per_insert=ctx.worker.max_rows_per_insert)
     retry = RetryPolicy(ctx.worker.retry_base_s, ctx.worker.retry_max_s)
-    return Pipeline(name, source, stages, sink, retry=retry, metrics=ctx.metrics)
+    return Pipeline(name, source, stages, ctx.sink(name), retry=retry, metrics=ctx.metrics)
 
 
 def archiver_pipeline(ctx: PipelineContext) -> Pipeline:
@@ -79,12 +89,13 @@ def pipeline_factories() -> dict[str, PipelineFactory]:
     return factories
 
 
-def build_pipelines(ctx: PipelineContext) -> tuple[list[Pipeline], dict[str, str]]:
-    """The configured pipelines, and name -> error for those that cannot be built in this install
-    (scoring stack missing): the worker runs the rest and reports these on ``/healthz``."""
+def build_pipelines(ctx: PipelineContext, names: Sequence[str] | None = None,
+                    ) -> tuple[list[Pipeline], dict[str, str]]:
+    """The configured pipelines (or ``names`` of them), and name -> error for those that cannot be built
+    in this install (scoring stack missing): the worker runs the rest and reports these on ``/healthz``."""
     factories = pipeline_factories()
     built, failed = [], {}
-    for name in ctx.worker.pipelines:
+    for name in ctx.worker.pipelines if names is None else names:
         if name not in factories:
             failed[name] = "not available in this install"
             continue

@@ -2,15 +2,19 @@
 concurrently and serves the console (``/metrics``, ``/healthz``; the dashboard extends
 ``create_console_app``). Stops on the stop event, SIGTERM or SIGINT: pipelines finish their batch,
 commit and stop; then the console and the warehouse close.
+
+With ``scorer_process`` child (the default when the archiver and scorers run together), the scorer
+pipelines run in a child process (``consumers/child``) so scoring never delays the audit log: this process
+keeps the warehouse (and inserts the child's rows into chdb), the archiver, the alerts and the console,
+whose ``/metrics`` and ``/healthz`` include the child's pipelines. On stop, the child and the archiver
+finish their batches concurrently while this process still serves the child's inserts; then the
+warehouse closes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +25,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from consumers.alerts import AlertEvaluator, start_alerts
+from consumers.child.snapshot import MergedRegistry
+from consumers.child.supervisor import ScorerProcess
 from consumers.config import WorkerConfig
 from consumers.console import TOKENS_FILE, TokenStore, add_api_routes, add_page_routes, ensure_admin_token
+from consumers.lifecycle import run_until_stopped, start_pipelines, stop_on_signals
 from consumers.metrics import ConsumerMetrics, default_metrics
 from consumers.pipeline import Pipeline
 from consumers.registry import PipelineContext, build_pipelines, dlq_owner
@@ -42,25 +49,34 @@ class ConsoleDeps:
     pipelines: Sequence[Pipeline] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # pipelines that could not start: name -> error
     tokens: TokenStore | None = None  # console tokens; with a warehouse, mounts the audit/query API (/api)
+    scorer_process: ScorerProcess | None = None  # the child running the scorer pipelines, if any
 
 
 DEPS_KEY = web.AppKey("deps", ConsoleDeps)
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[DEPS_KEY].registry)
+    """This process's registry, with the scorer child's families merged in by name (same names, labels)."""
+    deps = request.app[DEPS_KEY]
+    child = deps.scorer_process
+    body = generate_latest(deps.registry if child is None else MergedRegistry(deps.registry, child.metric_families))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    """503 when a running pipeline's loop died; pipelines that never started (a scorer's model missing)
-    only make the status ``degraded`` (200), so a liveness probe does not restart-loop the worker."""
+    """503 when a running pipeline's loop in this process died; pipelines that never started (a scorer's
+    model missing) and the scorer child's pipelines while it is down or restarting only make the status
+    ``degraded`` (200), so a liveness probe does not restart-loop the worker."""
     deps = request.app[DEPS_KEY]
     pipelines: dict[str, dict[str, Any]] = {p.name: p.health() for p in deps.pipelines}
     alive = all(h["running"] for h in pipelines.values())
-    for name, error in deps.failed.items():
-        pipelines[name] = {"running": False, "error": error}
-    status = "ok" if alive and not deps.failed else "degraded" if alive else "failing"
+    degraded = {name: {"running": False, "error": error} for name, error in deps.failed.items()}
+    if deps.scorer_process is not None:
+        running, down = deps.scorer_process.health()
+        pipelines.update(running)
+        degraded.update(down)
+    pipelines.update(degraded)
+    status = "ok" if alive and not degraded else "degraded" if alive else "failing"
     return web.json_response({"status": status, "pipelines": pipelines}, status=200 if alive else 503)
 
 
@@ -102,22 +118,6 @@ async def _open_warehouse(dsn: str, retention_days: int) -> Warehouse:
     return warehouse
 
 
-@contextlib.contextmanager
-def _signals(stop_event: asyncio.Event):  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    installed = []
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop_event.set)
-                installed.append(sig)
-    try:
-        yield
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-
-
 async def _serve_console(cfg: WorkerConfig, deps: ConsoleDeps) -> web.AppRunner:
     runner = web.AppRunner(create_console_app(deps), access_log=None)
     await runner.setup()
@@ -126,42 +126,25 @@ async def _serve_console(cfg: WorkerConfig, deps: ConsoleDeps) -> web.AppRunner:
     return runner
 
 
-async def _run_until_stopped(pipelines: Sequence[Pipeline], stop_event: asyncio.Event) -> None:
-    waiters = {asyncio.create_task(p.wait()): p for p in pipelines}
-    stop = asyncio.create_task(stop_event.wait())
-    try:
-        done, _ = await asyncio.wait([stop, *waiters], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in [stop, *waiters]:
-            task.cancel()
-    for task in done:
-        if task is not stop:
-            pipeline = waiters[task]
-            log.error("pipeline %s ended unexpectedly; stopping the worker", pipeline.name)
-            raise RuntimeError(f"pipeline {pipeline.name} ended unexpectedly")
-
-
 async def _start_pipelines(deps: ConsoleDeps, pipelines: Sequence[Pipeline], timeout: float) -> list[Pipeline]:
-    """Start the pipelines concurrently (each group join and model load takes seconds); one that fails to
-    start (a scorer's model missing) is logged and left out (``/healthz`` reports it) so the others, the
-    archiver first of all, keep running."""
-
-    async def start_one(pipeline: Pipeline) -> bool:
-        try:
-            await pipeline.start()
-        except Exception as exc:
-            log.exception("pipeline %s failed to start; running without it", pipeline.name)
-            deps.failed[pipeline.name] = f"{type(exc).__name__}: {exc}"
-            await pipeline.stop(timeout)
-            return False
-        return True
-
-    ok = await asyncio.gather(*(start_one(p) for p in pipelines))
-    started = [p for p, good in zip(pipelines, ok, strict=True) if good]
+    """Start the in-process pipelines; one that fails to start is left out (``/healthz`` reports it) so the
+    others, the archiver first of all, keep running. Raises when nothing at all runs."""
+    started = await start_pipelines(pipelines, deps.failed, timeout)
     deps.pipelines = started
-    if not started:
+    if not started and deps.scorer_process is None:
         raise RuntimeError("no pipeline could start")
     return started
+
+
+def _scorer_process(settings: Settings, cfg: WorkerConfig, dsn: str, dlq: str,
+                    warehouse: Warehouse) -> ScorerProcess | None:
+    names = cfg.child_pipelines()
+    if not names:
+        return None
+    spec = {"worker": cfg.model_dump(mode="json"), "kafka": settings.kafka.model_dump(mode="json"), "dsn": dsn,
+            "dlq_owner": dlq, "log_level": logging.getLogger().getEffectiveLevel()}
+    return ScorerProcess(names, spec, warehouse=warehouse if is_embedded(dsn) else None, nice=cfg.scorer_nice,
+                         max_rows_per_insert=cfg.max_rows_per_insert, stop_timeout_s=cfg.shutdown_timeout_s)
 
 
 async def run_worker(settings: Settings, *, stop_event: asyncio.Event | None = None,
@@ -177,20 +160,28 @@ async def run_worker(settings: Settings, *, stop_event: asyncio.Event | None = N
     started: list[Pipeline] = []
     runner: web.AppRunner | None = None
     alerts: AlertEvaluator | None = None
+    scorers: ScorerProcess | None = None
     try:
         alerts = await start_alerts(cfg.alerts, settings.home, warehouse, metrics.registry)
-        ctx = PipelineContext(settings.kafka, cfg, warehouse, metrics, dlq_owner(cfg.pipelines))
-        pipelines, failed = build_pipelines(ctx)
+        dlq = dlq_owner(cfg.pipelines)
+        scorers = _scorer_process(settings, cfg, dsn, dlq, warehouse)
+        ctx = PipelineContext(settings.kafka, cfg, warehouse, metrics, dlq)
+        pipelines, failed = build_pipelines(ctx, [n for n in cfg.pipelines if n not in cfg.child_pipelines()])
         if is_embedded(dsn) and ensure_admin_token(settings.home):
             log.info("created an admin console token in %s", settings.home / "console-token")
-        deps = ConsoleDeps(metrics.registry, warehouse, [], failed, TokenStore(settings.home / TOKENS_FILE))
+        deps = ConsoleDeps(metrics.registry, warehouse, [], failed, TokenStore(settings.home / TOKENS_FILE),
+                           scorer_process=scorers)
         runner = await _serve_console(cfg, deps)
-        with _signals(stop_event):
+        with stop_on_signals(stop_event):
+            if scorers is not None:
+                await scorers.start()
             started = await _start_pipelines(deps, pipelines, cfg.shutdown_timeout_s)
-            await _run_until_stopped(started, stop_event)
+            await run_until_stopped(started, stop_event)
     finally:
         log.info("worker stopping")
-        await asyncio.gather(*(p.stop(cfg.shutdown_timeout_s) for p in started), return_exceptions=True)
+        # the child writes its last batch through this process: its inserts are served until it exits
+        await asyncio.gather(*(p.stop(cfg.shutdown_timeout_s) for p in started),
+                             *([scorers.stop()] if scorers is not None else []), return_exceptions=True)
         if alerts is not None:
             await alerts.stop()
         if runner is not None:

@@ -1,5 +1,8 @@
 """ClickHouse sink: one insert per table per batch (chunked), through ``asyncio.to_thread``.
 
+``insert_columns`` inserts one chunk that is already column-oriented: the worker uses it for the rows its
+scorer child process forwards (``consumers/child``), so both paths send the driver the same call.
+
 Idempotent by construction: every table is a ReplacingMergeTree keyed by the fact's id, so writing a
 batch twice (redelivery after a crash between write and commit) leaves one row per fact under FINAL.
 
@@ -14,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import (
@@ -68,6 +72,17 @@ def columns_of(rows: Sequence[Row]) -> list[str]:
     return list(seen)
 
 
+def to_columns(rows: Sequence[Row]) -> tuple[list[str], list[list[Any]]]:
+    """Column names and one value list per column (column-oriented inserts are ~1.4x faster here)."""
+    columns = columns_of(rows)
+    return columns, [[row.get(c) for row in rows] for c in columns]
+
+
+def chunks(rows: Sequence[Row], size: int) -> Iterator[Sequence[Row]]:
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
 class ClickHouseSink:
     def __init__(self, client_factory: Callable[[], Client], *, database: str = DATABASE,
                  max_rows_per_insert: int = 50_000) -> None:
@@ -87,22 +102,30 @@ class ClickHouseSink:
         self._client = None  # the Warehouse that made it closes it
 
     async def write(self, rows: TableRows) -> None:
-        client = self._client
-        if client is None:
-            raise TransientError("sink not started")
+        client = self._require()
         async with self._lock:
             for table, table_rows in rows.items():
-                for start in range(0, len(table_rows), self.max_rows_per_insert):
-                    await self._insert(client, table, table_rows[start:start + self.max_rows_per_insert])
+                for chunk in chunks(table_rows, self.max_rows_per_insert):
+                    await self._insert(client, table, *to_columns(chunk))
 
-    async def _insert(self, client: Client, table: str, rows: Sequence[Row]) -> None:
-        if not rows:
+    async def insert_columns(self, table: str, columns: list[str], data: list[list[Any]]) -> None:
+        """One insert of column-oriented data (``to_columns`` of at most ``max_rows_per_insert`` rows)."""
+        client = self._require()
+        async with self._lock:
+            await self._insert(client, table, columns, data)
+
+    def _require(self) -> Client:
+        if self._client is None:
+            raise TransientError("sink not started")
+        return self._client
+
+    async def _insert(self, client: Client, table: str, columns: list[str], data: list[list[Any]]) -> None:
+        n = len(data[0]) if data else 0
+        if not n:
             return
-        columns = columns_of(rows)
-        data = [[row.get(c) for row in rows] for c in columns]  # column-oriented: ~1.4x faster here
         try:
             await asyncio.to_thread(client.insert, f"{self.database}.{table}", data, column_names=columns,
                                     column_oriented=True)
         except Exception as exc:
             error = classify(exc)
-            raise error(f"insert into {table} ({len(rows)} rows): {type(exc).__name__}: {exc}") from exc
+            raise error(f"insert into {table} ({n} rows): {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,154 @@
+"""The scorer child process: ``python -m consumers.child.host --fd N --parent-pid P --nice K``.
+
+Started by the worker (``supervisor.py``), never by hand. It reads its ``spec`` from the channel, builds
+the scorer pipelines with the worker's own registry code (same Kafka source and consumer groups, commit
+only after the sink wrote), writes through the worker (chdb: ``ForwardingSink``) or with its own
+ClickHouse client (server DSN), and sends its metrics and health about once a second. SIGTERM (from the
+worker) finishes the batch in flight, writes it, commits and exits 0; a pipeline whose loop dies exits 1
+(the worker restarts the process); when the worker dies the kernel kills this process (PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from consumers.child.channel import Channel
+from consumers.child.snapshot import snapshot
+from consumers.config import WorkerConfig
+from consumers.lifecycle import run_until_stopped, start_pipelines, stop_on_signals
+from consumers.metrics import ConsumerMetrics
+from consumers.pipeline import Pipeline
+from consumers.registry import PipelineContext, build_pipelines
+from consumers.sinks.forward import ForwardingSink, ParentLink
+from consumers.warehouse import Warehouse
+from schemas.config import KafkaConfig
+
+log = logging.getLogger(__name__)
+STATUS_EVERY_S = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Linux: the kernel SIGKILLs this process when the worker dies (even by SIGKILL), so a scorer process
+    is never orphaned; if the worker died before this call, exit now."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the channel's end still stops this process
+        log.warning("cannot ask to die with the worker (no prctl); relying on the channel")
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+class _Status:
+    def __init__(self, registry: CollectorRegistry, failed: dict[str, str]) -> None:
+        self.registry = registry
+        self.failed = failed
+        self.pipelines: list[Pipeline] = []
+
+    def message(self) -> dict[str, Any]:
+        return {"t": "status", "metrics": snapshot(self.registry), "failed": dict(self.failed),
+                "pipelines": {p.name: p.health() for p in self.pipelines}}
+
+
+async def _report(link: ParentLink, status: _Status) -> None:
+    while True:
+        try:
+            await link.send(status.message())
+        except OSError:
+            return  # the parent is gone: ``link.lost`` stops the process
+        await asyncio.sleep(STATUS_EVERY_S)
+
+
+def _context(spec: dict[str, Any], link: ParentLink, metrics: ConsumerMetrics) -> PipelineContext:
+    cfg = WorkerConfig.model_validate(spec["worker"])
+    kafka = KafkaConfig.model_validate(spec["kafka"])
+    if spec["forward"]:  # chdb: the worker owns the data directory, it inserts for us
+
+        def sink(name: str) -> ForwardingSink:
+            return ForwardingSink(link, name, max_rows_per_insert=cfg.max_rows_per_insert)
+
+        return PipelineContext(kafka, cfg, None, metrics, spec["dlq_owner"], sink_factory=sink)
+    return PipelineContext(kafka, cfg, Warehouse(spec["dsn"]), metrics, spec["dlq_owner"])
+
+
+async def run(channel: Channel, spec: dict[str, Any], stop: asyncio.Event) -> int:
+    """Run the spec's pipelines until ``stop`` (SIGTERM) or the worker is lost; the exit code."""
+    metrics = ConsumerMetrics(CollectorRegistry())
+    link = ParentLink(channel)
+    reader = asyncio.create_task(link.run(), name="parent-link")
+    ctx = _context(spec, link, metrics)
+    timeout = ctx.worker.shutdown_timeout_s
+    pipelines, failed = build_pipelines(ctx, spec["pipelines"])
+    status = _Status(metrics.registry, failed)
+    lost = asyncio.create_task(link.lost.wait())
+    lost.add_done_callback(lambda _: stop.set())
+    reporter = asyncio.create_task(_report(link, status), name="status")
+    started: list[Pipeline] = []
+    code = 0
+    try:
+        started = await start_pipelines(pipelines, failed, timeout)
+        status.pipelines = started
+        log.info("scorer process %d running %s", os.getpid(), [p.name for p in started])
+        await run_until_stopped(started, stop)
+    except RuntimeError:
+        code = 1
+    finally:
+        if link.lost.is_set():
+            log.warning("lost the worker process; stopping")
+        await asyncio.gather(*(p.stop(timeout) for p in started), return_exceptions=True)
+        reporter.cancel()
+        with contextlib.suppress(OSError):
+            await link.send(status.message())  # the final counters
+        lost.cancel()
+        reader.cancel()
+        if ctx.warehouse is not None:
+            ctx.warehouse.close()
+        await channel.close()
+    log.info("scorer process %d stopped", os.getpid())
+    return code
+
+
+async def serve(fd: int) -> int:
+    channel = await Channel.open(socket.socket(fileno=fd))
+    stop = asyncio.Event()
+    with stop_on_signals(stop):
+        spec = await asyncio.wait_for(channel.recv(), 60)
+        if not spec or spec.get("t") != "spec":
+            log.error("scorer process: no spec from the worker")
+            return 2
+        logging.getLogger().setLevel(int(spec.get("log_level", logging.INFO)))
+        return await run(channel, spec, stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="consumers.child.host", description=__doc__)
+    parser.add_argument("--fd", type=int, required=True, help="this process's end of the socketpair")
+    parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--nice", type=int, default=0, help="niceness to add (before any thread starts)")
+    args = parser.parse_args(argv)
+    die_with_parent(args.parent_pid)
+    if args.nice > 0:
+        os.nice(args.nice)  # Linux applies it per thread: every thread started later inherits it
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s %(name)s [scorers {os.getpid()}]: %(message)s")
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return asyncio.run(serve(args.fd))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

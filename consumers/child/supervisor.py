@@ -1,0 +1,233 @@
+"""The worker's side of the scorer child process: start it, answer its inserts, keep its metrics and
+health, restart it with backoff when it dies, stop it on shutdown.
+
+- Start: ``python -m consumers.child.host`` in its own session (the terminal's Ctrl-C reaches only the
+  worker, which stops it in order), with one end of a socketpair (``pass_fds``) and ``--nice``; the
+  child asks the kernel to kill it when the worker dies. The first message is its ``spec``.
+- Inserts (embedded chdb warehouse: the child cannot open the directory): each ``write`` is decoded and
+  inserted by a ``ClickHouseSink`` per pipeline on the worker's warehouse (off the event loop), answered
+  ``ok`` or with the error's class (transient / permanent) so the child's pipeline pauses or narrows
+  down exactly as it would in process.
+- Health: a pipeline is running when the child last said so; while the child starts, restarts or lacks
+  a pipeline, ``health()`` lists it as not running with the reason (``/healthz``: degraded, not failing —
+  a dead scorer process never restart-loops the whole worker).
+- Stop: SIGTERM to the child, whose pipelines finish their batch, write it through this (still serving)
+  channel and commit; after ``stop_timeout_s`` + a grace period, SIGKILL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.metrics_core import Metric
+
+import consumers
+from consumers.child.channel import Channel, ChannelError
+from consumers.child.codec import decode_table
+from consumers.child.snapshot import families
+from consumers.contracts import PermanentError, TransientError
+from consumers.sinks.clickhouse import ClickHouseSink
+from consumers.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+STOP_GRACE_S = 10.0  # beyond the pipelines' own shutdown timeout (consumer close, final status)
+
+
+class ScorerProcess:
+    def __init__(self, names: Sequence[str], spec: dict[str, Any], *, warehouse: Warehouse | None,
+                 nice: int = 10, max_rows_per_insert: int = 50_000, stop_timeout_s: float = 30.0,
+                 restart_base_s: float = 1.0, restart_max_s: float = 30.0, stable_s: float = 60.0) -> None:
+        self.names = tuple(names)
+        self.spec = {**spec, "t": "spec", "pipelines": list(self.names), "forward": warehouse is not None}
+        self.warehouse = warehouse  # None: the child writes to a ClickHouse server itself
+        self.nice = nice
+        self.max_rows_per_insert = max_rows_per_insert
+        self.stop_timeout_s = stop_timeout_s
+        self.restart_base_s, self.restart_max_s, self.stable_s = restart_base_s, restart_max_s, stable_s
+        self.restarts = 0
+        self.proc: asyncio.subprocess.Process | None = None
+        self._sinks: dict[str, ClickHouseSink] = {}
+        self._status: dict[str, Any] | None = None
+        self._down: str | None = None
+        self._stopping = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._supervise(), name="scorer-process")
+
+    async def stop(self) -> None:
+        """Ask the child to finish and exit; SIGKILL it after the shutdown timeout. Idempotent."""
+        self._stopping = True
+        self._wake.set()
+        self._signal(signal.SIGTERM)
+        task = self._task
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=self.stop_timeout_s + STOP_GRACE_S)
+        if not done:
+            log.warning("scorer process did not stop in time; killing it")
+            self._signal(signal.SIGKILL)
+            await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is not None:
+            log.error("scorer process supervisor failed: %r", task.exception())
+
+    def _signal(self, sig: int) -> None:
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        short_runs = 0
+        while not self._stopping:
+            began = loop.time()
+            try:
+                why = f"exited with code {await self._run_once()}"
+            except Exception as exc:  # could not start it: retry later, as after a crash
+                log.exception("scorer process could not run")
+                why = f"could not start: {type(exc).__name__}: {exc}"
+            if self._stopping:
+                break
+            short_runs = 0 if loop.time() - began >= self.stable_s else short_runs + 1
+            delay = min(self.restart_max_s, self.restart_base_s * 2 ** max(0, short_runs - 1))
+            self._down = f"scorer process {why}; restarting in {delay:.1f}s"
+            log.error("%s (pipelines %s unhealthy meanwhile)", self._down, ", ".join(self.names))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self.restarts += 1
+
+    async def _run_once(self) -> int:
+        ours, theirs = socket.socketpair()
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self._command(theirs.fileno()), pass_fds=(theirs.fileno(),), start_new_session=True,
+                stdin=asyncio.subprocess.DEVNULL, env=self._env())
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        proc = self.proc
+        self._status, self._down = None, None
+        log.info("scorer process %d started for %s (nice +%d)", proc.pid, ", ".join(self.names), self.nice)
+        if self._stopping:  # stop() came while it was being spawned
+            self._signal(signal.SIGTERM)
+        channel = await Channel.open(ours)
+        try:
+            await self._serve(channel)
+        finally:
+            await channel.close()
+            try:
+                code = await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+            except TimeoutError:  # closed its channel but lingers
+                self._signal(signal.SIGKILL)
+                code = await proc.wait()
+            self.proc, self._status = None, None
+        return code
+
+    def _command(self, fd: int) -> list[str]:
+        return [sys.executable, "-m", "consumers.child.host", "--fd", str(fd), "--parent-pid", str(os.getpid()),
+                "--nice", str(self.nice)]
+
+    @staticmethod
+    def _env() -> dict[str, str]:
+        """The child imports this very code: put its source root first on the path."""
+        root = str(Path(consumers.__file__).resolve().parent.parent)
+        path = os.environ.get("PYTHONPATH")
+        return {**os.environ, "PYTHONPATH": root if not path else f"{root}{os.pathsep}{path}"}
+
+    # ------------------------------------------------------------------------------------------ messages
+    async def _serve(self, channel: Channel) -> None:
+        inflight: set[asyncio.Task[None]] = set()
+        try:
+            await channel.send(self.spec)
+            while (msg := await channel.recv()) is not None:
+                kind = msg.get("t")
+                if kind == "write":
+                    task = asyncio.create_task(self._write(channel, msg))
+                    inflight.add(task)
+                    task.add_done_callback(inflight.discard)
+                elif kind == "status":
+                    self._status = msg
+                else:
+                    log.warning("scorer process sent an unknown message %r", kind)
+        except ChannelError as exc:
+            log.error("scorer process broke the channel protocol (%s); killing it", exc)
+            self._signal(signal.SIGKILL)
+        except OSError as exc:
+            log.warning("scorer process channel failed: %r", exc)
+        finally:
+            if inflight:  # let inserts in flight finish before the warehouse may close
+                await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _write(self, channel: Channel, msg: dict[str, Any]) -> None:
+        reply = await self._insert(msg)
+        with contextlib.suppress(OSError):  # the child died meanwhile: it retries after its restart
+            await channel.send({"t": "ack", "id": msg.get("id"), **reply})
+
+    async def _insert(self, msg: dict[str, Any]) -> dict[str, Any]:
+        pipeline = msg.get("pipeline")
+        if self.warehouse is None or pipeline not in self.names:
+            return {"ok": False, "kind": "permanent", "error": f"no inserts here for pipeline {pipeline!r}"}
+        sink = await self._sink(str(pipeline))
+        try:
+            for table_msg in msg["tables"]:
+                table, columns, data = await asyncio.to_thread(decode_table, table_msg)
+                await sink.insert_columns(table, columns, data)
+        except TransientError as exc:
+            return {"ok": False, "kind": "transient", "error": str(exc)}
+        except PermanentError as exc:
+            return {"ok": False, "kind": "permanent", "error": str(exc)}
+        except (KeyError, TypeError, ValueError) as exc:
+            return {"ok": False, "kind": "permanent", "error": f"malformed write: {type(exc).__name__}: {exc}"}
+        return {"ok": True}
+
+    async def _sink(self, pipeline: str) -> ClickHouseSink:
+        sink = self._sinks.get(pipeline)
+        if sink is None:
+            if self.warehouse is None:
+                raise ValueError("no warehouse to insert into")
+            sink = ClickHouseSink(self.warehouse.new_client, max_rows_per_insert=self.max_rows_per_insert)
+            await sink.start()
+            self._sinks[pipeline] = sink
+        return sink
+
+    # ------------------------------------------------------------------------------------------ views
+    def metric_families(self) -> list[Metric]:
+        """The child's metric families as it last sent them (none while it is down or starting)."""
+        status = self._status
+        return families(status.get("metrics", [])) if status else []
+
+    def health(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """(pipelines running in the child, as last reported; the others: name -> not running, why)."""
+        proc, status = self.proc, self._status
+        base = {"process": "scorer-child", "pid": proc.pid if proc else None, "restarts": self.restarts}
+        if status is None:
+            why = self._down or ("stopping" if self._stopping else "starting")
+            return {}, {n: {"running": False, "error": why, **base} for n in self.names}
+        reported: dict[str, dict[str, Any]] = status.get("pipelines", {})
+        failed: dict[str, str] = status.get("failed", {})
+        running, down = {}, {}
+        for name in self.names:
+            h = reported.get(name)
+            if h is not None and h.get("running"):
+                running[name] = {**h, **base}
+            elif name in failed:
+                down[name] = {"running": False, "error": failed[name], **base}
+            else:
+                down[name] = {"running": False, "error": "starting" if h is None else "stopped", **base}
+        return running, down
