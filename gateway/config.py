@@ -88,7 +88,7 @@ class EmitterConfig(BaseModel):
     queue_max: PositiveInt = 50_000  # in-memory events before spilling to the spool
     batch_max: PositiveInt = 500
     compression: Literal["lz4", "zstd", "gzip", "snappy", "none"] = "zstd"  # aiokafka lz4 is level 9: costlier
-    linger_ms: NonNegativeInt = 5
+    linger_ms: NonNegativeInt = 20  # a batch that is not full waits this long for more events
     spool_max_bytes: PositiveInt = 1 << 30  # 1 GiB; beyond this events are dropped (and counted)
     spool_segment_bytes: PositiveInt = 16 << 20
     retry_interval_s: PositiveFloat = 2.0  # how often to probe the broker while spooling

@@ -3,7 +3,8 @@
 ``emit()`` is synchronous and never raises or waits: it serializes the event and appends it to a deque.
 One task (``_run``) owns the producer and moves records in order:
 
-* live: pop up to ``batch_max`` records, ``send()`` them, wait for every acknowledgement (acks=all);
+* live: wait up to ``linger_ms`` for a batch to fill, pop up to ``batch_max`` records, ``send()`` them,
+  wait for every acknowledgement (acks=all);
 * a delivery failure (error or timeout) puts the failed records and then the whole queue into the spool,
   in order, and from then on ``emit()`` appends to the spool directly (``_spooling``), so nothing newer
   overtakes anything older;
@@ -170,8 +171,13 @@ class EventEmitter:
 
     async def _pump(self, producer: AIOKafkaProducer) -> bool:
         """Move records until stopped (True) or a delivery fails (False)."""
+        linger = self._cfg.linger_ms / 1000
         while True:
             if self._queue:
+                if linger and len(self._queue) < self._cfg.batch_max and self._state == "running":
+                    # let a batch fill a little: fewer, larger produce requests cost the loop less CPU
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), linger)
                 if not await self._send_live(producer):
                     return False
             elif self._spooling:
