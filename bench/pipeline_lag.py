@@ -1,7 +1,8 @@
 """Pipeline lag: time from a request's end at the gateway to its row in ClickHouse (archiver) and its scores.
 
     gatewatch bench pipeline_lag [--rate 1000] [--duration 30] [--pipelines archiver,toxicity,...]
-                                 [--max-wait-ms 1000] [--max-records 500]     (or: python bench/pipeline_lag.py)
+                                 [--max-wait-ms 1000] [--max-records 500] [--scorer-process inline|child]
+                                 [--direct]                                   (or: python bench/pipeline_lag.py)
 
 What it starts (and stops again, also on Ctrl-C): a Tansu broker (memory://), the mock upstream,
 ``gatewatch worker`` (its own GATEWATCH_HOME with a chdb warehouse; pipelines archiver + toxicity +
@@ -249,6 +250,8 @@ def write_config(tmp: Path, args: argparse.Namespace, broker: str, mock: int) ->
         "scorers": {"device": "cpu"},
         "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
     }
+    if args.scorer_process:
+        worker["scorer_process"] = args.scorer_process
     cfg = {"gateway": {"host": "127.0.0.1", "port": gw_port}, "kafka": {"bootstrap_servers": broker},
            "models": {"bench-chat": {"deployments": [{"name": f"mock-{mock}", "model": "gpt-4o-mini",
                                                       "base_url": f"http://127.0.0.1:{mock}/v1"}]}},
@@ -421,7 +424,8 @@ def report(res: dict[str, Any]) -> str:
     a = res["args"]
     lines = [f"Pipeline lag — {res['date']}, commit {res['commit']}, {res.get('machine', {}).get('cpu', '')}",
              f"rate {a['rate']:g}/s x {a['duration']:g}s, pipelines {','.join(a['pipelines'])}, "
-             f"batch max_records {a['max_records']} max_wait_ms {a['max_wait_ms']}; load average "
+             f"batch max_records {a['max_records']} max_wait_ms {a['max_wait_ms']}, "
+             f"scorer_process {a.get('scorer_process') or 'auto (default)'}; load average "
              f"{_la(res.get('load_avg_start'))} at start, {_la(res.get('load_avg_end'))} at the end"]
     if "failed" in res or "interrupted" in res:
         lines.append(f"RUN DID NOT FINISH: {res.get('failed', 'interrupted')}")
@@ -487,6 +491,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--max-records", type=int, default=500, help="worker.batch.max_records (worker default 500)")
     ap.add_argument("--drain-timeout", type=float, default=60.0, help="s to wait for the archiver after the load")
     ap.add_argument("--wait-scorers", action="store_true", help="also wait (same timeout) for the scorers")
+    ap.add_argument("--scorer-process", choices=["auto", "inline", "child"], default=None,
+                    help="worker.scorer_process (worker default auto: the scorers in a child process)")
     ap.add_argument("--direct", action="store_true",
                     help="no gateway: produce gateway-shaped events straight to Kafka at --rate (ts_end = send time)")
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")

@@ -22,6 +22,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
+from consumers.child.supervisor import ScorerProcess
+from consumers.config import WorkerConfig
 from consumers.metrics import ConsumerMetrics
 from consumers.warehouse import Warehouse
 from consumers.worker import run_worker
@@ -195,3 +197,33 @@ async def test_worker_sigterm_and_sigkill_take_the_child_along(kafka: KafkaConfi
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+async def test_child_writes_itself_with_a_server_dsn(kafka: KafkaConfig, tmp_path: Path) -> None:
+    """Without an embedded warehouse to forward to, the child writes with its own client. No ClickHouse
+    server here: a chdb directory that only the child opens stands in for one (same client code path)."""
+    dsn = f"chdb://{tmp_path / 'wh'}"
+    migrate = "import sys; from consumers.worker import migrate; migrate(sys.argv[1])"
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", migrate, dsn], capture_output=True,
+                                   timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cfg = WorkerConfig.model_validate(_worker(0))
+    spec = {"worker": cfg.model_dump(mode="json"), "kafka": kafka.model_dump(mode="json"), "dsn": dsn,
+            "dlq_owner": "archiver", "log_level": 20}
+    scorers = ScorerProcess(["toxicity"], spec, warehouse=None, stop_timeout_s=10)
+    await scorers.start()
+    try:
+        await produce(kafka, [make_event(i) for i in range(20)])
+
+        def written() -> bool:
+            return any(s.labels == {"pipeline": "toxicity", "table": "scores"} and s.value == 40
+                       for fam in scorers.metric_families() for s in fam.samples)
+
+        await wait_until(written, timeout=60, every=0.3)
+        running, down = scorers.health()
+        assert list(running) == ["toxicity"] and not down
+    finally:
+        await scorers.stop()
+    assert scorers.proc is None and scorers.restarts == 0
+    with Warehouse(dsn) as wh:
+        assert _scores(wh)[:2] == (40, 40)
