@@ -17,8 +17,9 @@ const COLUMNS = [["ts_start", "Time (UTC)", "time"], ["tenant", "Tenant"], ["req
   ["latency_ms", "Latency", "ms"], ["total_tokens", "Tokens", "short"], ["cost_usd", "Cost", "usd"],
   ["end_user", "End user"], ["event_id", "Event id", "mono"]];
 
-let pages = [null]; // cursors of the pages visited (pages[i] fetches page i)
-let lastKey = "";
+// One search = one fixed time window (a preset range would otherwise move with every page) and the cursors of
+// the pages seen so far (pages[i] fetches page i). Page 0 starts a new search.
+let search = { window: null, pages: [null] };
 
 /** The /api/audit query for the current state (without limit/cursor/format). */
 export function auditQuery(state, window) {
@@ -109,13 +110,15 @@ function resultsTable(rows, onOpen) {
 }
 
 export async function renderAudit(container, state, window, { navigate, signal }) {
-  const query = auditQuery(state, window);
-  const key = JSON.stringify(query);
-  if (key !== lastKey) { pages = [null]; lastKey = key; }
-  const page = Math.min(Number(state._page ?? 0), pages.length - 1);
+  let page = Number(state._page || 0);
+  if (!(page > 0 && page < search.pages.length && search.window)) {
+    search = { window, pages: [null] };
+    page = 0;
+  }
+  const query = auditQuery(state, search.window);
   const limit = state.limit || "50";
-  const body = await getJson("/api/audit", { ...query, limit, cursor: pages[page] }, { signal });
-  if (body.next_cursor) pages[page + 1] = body.next_cursor;
+  const body = await getJson("/api/audit", { ...query, limit, cursor: search.pages[page] }, { signal });
+  if (body.next_cursor) search.pages[page + 1] = body.next_cursor;
   const note = h("p", { class: "muted export-note", role: "status" });
   const go = (to) => navigate({ _page: String(to) });
   container.append(...[

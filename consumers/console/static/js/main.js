@@ -171,7 +171,9 @@ async function signIn(token, remember) {
 function navigateToHash(hash) {
   const link = new URLSearchParams(hash.split("?")[1] ?? "");
   const view = hash.replace(/^#/, "").split("?")[0];
-  const changes = { view, event_id: "", open: "", since: "", until: "", _page: "0" };
+  // a link names exactly what to show: the audit filters it does not set are cleared
+  const changes = { view, open: "", since: "", until: "", _page: "0" };
+  for (const name of S.AUDIT_FIELDS) if (name !== "limit") changes[name] = "";
   for (const [name, value] of link) changes[name] = value;
   update(changes, { push: true });
 }
