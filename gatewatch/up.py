@@ -66,6 +66,19 @@ def banner(settings: Settings, key: str, extras: list[str]) -> str:
     return "\n".join(lines)
 
 
+def console_line(settings: Settings) -> str:
+    """The worker's console page; with its admin token in the link (#token=: stays in the browser, never sent
+    to the server) once the worker has written ``<home>/console-token``."""
+    host = str(settings.worker.get("console_host", "127.0.0.1"))
+    host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{host}:{settings.worker.get('console_port', 8081)}/"
+    token_file = Path(settings.home) / "console-token"
+    token = token_file.read_text().strip() if token_file.exists() else ""
+    if token:
+        return f"Console            {url}#token={token}"
+    return f"Console            {url}   (sign in with the token in {token_file}; the worker writes it)"
+
+
 def _worker_available() -> bool:
     return importlib.util.find_spec("consumers.worker") is not None and \
         importlib.util.find_spec("chdb") is not None
@@ -105,7 +118,7 @@ async def run_up(settings: Settings, config_path: Path, *, with_worker: bool = T
         stop_on_signals(stop)
 
         def ready() -> None:
-            print(banner(settings, key, extras), flush=True)
+            print(banner(settings, key, extras + ([console_line(settings)] if worker else [])), flush=True)
 
         await serve_gateway(settings, stop, on_ready=ready)
     finally:
