@@ -4,8 +4,9 @@
 import uPlot from "../vendor/uplot/uPlot.esm.js";
 import { fmt, tick, time } from "./format.js";
 
-export const PALETTE = ["#73bf69", "#f2cc0c", "#5794f2", "#ff9830", "#f2495c", "#b877d9", "#8ab8ff", "#fade2a",
-  "#37872d", "#c4162a", "#8f3bb8"];
+// no reds here: red means failure (see SEMANTIC)
+export const PALETTE = ["#73bf69", "#f2cc0c", "#5794f2", "#ff9830", "#b877d9", "#6ed0e0", "#8ab8ff", "#fade2a",
+  "#37872d", "#e0752d", "#a352cc"];
 const HEIGHT = 220;
 const charts = new Map(); // container -> uPlot
 const resizer = new ResizeObserver((entries) => {
