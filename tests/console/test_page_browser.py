@@ -253,6 +253,21 @@ def test_filters_and_range_requery(tab: Tab, worker: Worker) -> None:
                    and e.ts_start.replace(second=0, microsecond=0) >= floor)
     assert params["model"] == "gpt-4o" and stat(page, "requests") == expected
     assert "tenant=acme" in page.url and "model=gpt-4o" in page.url  # a bookmarkable view
+    # a custom range (UTC, whole minutes) is queried as given
+    start = (data.now - timedelta(hours=3)).replace(second=0)
+    end = start + timedelta(hours=1)
+    page.select_option("#range", "custom")
+    page.fill("#from", start.strftime("%Y-%m-%dT%H:%M"))
+    page.fill("#to", end.strftime("%Y-%m-%dT%H:%M"))
+    with page.expect_request(lambda r: "/api/dashboard/traffic" in r.url) as req:
+        page.click("#apply-range")
+    params = query_of(req.value.url)
+    n = ready(page, "traffic", n)
+    assert (since(params), params["to"]) == (start, end.strftime("%Y-%m-%dT%H:%M:%S.000Z"))
+    assert stat(page, "requests") == sum(1 for e in data.events if e.tenant == "acme"
+                                         and e.request_model == "gpt-4o" and start <= e.ts_start < end)
+    page.select_option("#range", "6h")
+    n = ready(page, "traffic", n)
     # auto-refresh: every 10 s a new query, until switched off
     page.select_option("#refresh", "10")
     n = ready(page, "traffic", n)
