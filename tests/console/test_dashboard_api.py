@@ -200,7 +200,8 @@ async def test_bad_parameters_are_400(console: TestClient, demo: Demo) -> None:
     _, data, tokens = demo
     bad = [{"from": "yesterday"}, {"from": data.now.isoformat(), "to": (data.now - timedelta(hours=1)).isoformat()},
            {"from": (data.now - timedelta(days=500)).isoformat()}, {"threshold": "2"}, {"threshold": "x"},
-           {"field": "both"}, {"metric": "DROP"}, {"bogus": "1"}, {"tenant": ",".join(f"t{i}" for i in range(60))}]
+           {"field": "both"}, {"metric": "DROP"}, {"bogus": "1"}, {"start": data.now.isoformat()},
+           {"tenant": ",".join(f"t{i}" for i in range(60))}]
     for params in bad:
         resp = await console.get("/api/dashboard/quality", params=params, headers=bearer(tokens.admin))
         assert resp.status == 400, params

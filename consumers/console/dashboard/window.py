@@ -35,7 +35,7 @@ class OutOfScope(PermissionError):
 
 
 class DashboardParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")  # "from"/"to" only (the aliases)
     start: datetime | None = Field(None, alias="from")
     end: datetime | None = Field(None, alias="to")
     tenant: tuple[str, ...] = Field((), max_length=MAX_FILTER_VALUES)
