@@ -98,7 +98,8 @@ async def run(channel: Channel, spec: dict[str, Any], stop: asyncio.Event) -> in
     started: list[Pipeline] = []
     code = 0
     try:
-        started = await start_pipelines(pipelines, failed, timeout)
+        if not stop.is_set():  # stopped while it was being built: load no model
+            started = await start_pipelines(pipelines, failed, timeout)
         status.pipelines = started
         log.info("scorer process %d running %s", os.getpid(), [p.name for p in started])
         await run_until_stopped(started, stop)

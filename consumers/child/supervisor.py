@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import signal
+import site
 import socket
 import sys
 from collections.abc import Sequence
@@ -145,10 +146,13 @@ class ScorerProcess:
 
     @staticmethod
     def _env() -> dict[str, str]:
-        """The child imports this very code: put its source root first on the path."""
-        root = str(Path(consumers.__file__).resolve().parent.parent)
+        """The child imports this very code: a source tree goes first on its path (an installed package is
+        found in site-packages anyway, which must not go ahead of the standard library)."""
+        root = Path(consumers.__file__).resolve().parent.parent
+        if root in {Path(p).resolve() for p in site.getsitepackages()}:
+            return dict(os.environ)
         path = os.environ.get("PYTHONPATH")
-        return {**os.environ, "PYTHONPATH": root if not path else f"{root}{os.pathsep}{path}"}
+        return {**os.environ, "PYTHONPATH": str(root) if not path else f"{root}{os.pathsep}{path}"}
 
     # ------------------------------------------------------------------------------------------ messages
     async def _serve(self, channel: Channel) -> None:

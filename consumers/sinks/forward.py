@@ -15,7 +15,7 @@ import itertools
 import logging
 from typing import Any
 
-from consumers.child.channel import Channel
+from consumers.child.channel import Channel, ChannelError
 from consumers.child.codec import encode_table
 from consumers.contracts import PermanentError, TableRows, TransientError
 from consumers.sinks.clickhouse import chunks
@@ -39,6 +39,8 @@ class ParentLink:
                 fut = self._pending.get(msg.get("id", -1))
                 if msg.get("t") == "ack" and fut is not None and not fut.done():
                     fut.set_result(msg)
+        except ChannelError as exc:
+            log.error("the worker process broke the channel protocol (%s)", exc)
         finally:
             self.lost.set()
             for fut in self._pending.values():
