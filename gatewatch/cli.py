@@ -242,6 +242,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(orjson_dumps(report) if args.json else format_verify(report))
             return 0 if report["ok"] else 1
         params = {k: v for k in _AUDIT_FILTERS if (v := getattr(args, k)) is not None}
+        params["order"] = args.order
         export_audit(client, params, args.format, Path(args.output) if args.output else None)
     except ConsoleError as exc:
         raise CliError(str(exc)) from None
@@ -355,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         audit.add_argument(f"--{name.replace('_', '-')}", dest=name,
                            help="ISO-8601 time" if name in ("since", "until") else None)
     audit.add_argument("--format", choices=["jsonl", "csv", "parquet"], default="jsonl")
+    audit.add_argument("--order", choices=["asc", "desc"], default="asc", help="oldest (default) or newest first")
     audit.add_argument("--output", "-o", help="file to write (default stdout; required for parquet)")
     asub = audit.add_subparsers(dest="audit_cmd")
     av = asub.add_parser("verify", help="check content hashes and sequence numbers; exit 1 if anything is wrong")

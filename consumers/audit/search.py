@@ -21,6 +21,7 @@ from consumers.warehouse import DATABASE
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
+ORDERS = ("asc", "desc")  # by (ts_start, event_id): oldest or newest first
 TS_COLUMNS = frozenset({"ts_start", "ts_first_token", "ts_end", "ingested_at"})
 _MESSAGE_COLUMNS = frozenset({"request_messages", "request_context"})
 _MESSAGE_FIELDS = ("role", "content", "content_sha256", "name")
@@ -134,16 +135,19 @@ def where_clause(flt: AuditFilter, scope: Sequence[str] | None) -> tuple[str, di
     return (" AND ".join(conds) or "1"), params
 
 
-def encode_cursor(ts: str, event_id: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([ts, event_id])).decode().rstrip("=")
+def encode_cursor(ts: str, event_id: str, order: str = "asc") -> str:
+    data = [ts, event_id] if order == "asc" else [ts, event_id, order]
+    return base64.urlsafe_b64encode(orjson.dumps(data)).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[str, str]:
+def decode_cursor(cursor: str, order: str = "asc") -> tuple[str, str]:
     try:
-        ts, event_id = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        ts, event_id, *rest = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         datetime.fromisoformat(str(ts).replace("Z", "+00:00"))
     except (ValueError, TypeError) as exc:
         raise ValueError("invalid cursor") from exc
+    if (rest[0] if rest else "asc") != order:
+        raise ValueError(f"this cursor belongs to a search in the other order (order={rest[0] if rest else 'asc'})")
     return str(ts), str(event_id)
 
 
@@ -166,21 +170,26 @@ class Page:
 
 
 def search(client: Client, flt: AuditFilter, scope: Sequence[str] | None, *, limit: int = DEFAULT_LIMIT,
-           cursor: str | None = None) -> Page:
-    """One page, ordered by (ts_start, event_id); ``next_cursor`` is None on the last page."""
+           cursor: str | None = None, order: str = "asc") -> Page:
+    """One page, ordered by (ts_start, event_id), oldest first (``order="asc"``) or newest first
+    (``"desc"``); ``next_cursor`` is None on the last page and only continues a search in the same order."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {', '.join(ORDERS)}")
     where, params = where_clause(flt, scope)
     if cursor:
-        ts, event_id = decode_cursor(cursor)
-        where += f" AND (ts_start, event_id) > ({{c_ts:{_DT}}}, {{c_id:String}})"
+        ts, event_id = decode_cursor(cursor, order)
+        cmp = ">" if order == "asc" else "<"
+        where += f" AND (ts_start, event_id) {cmp} ({{c_ts:{_DT}}}, {{c_id:String}})"
         params.update(c_ts=_utc_text(datetime.fromisoformat(ts.replace("Z", "+00:00"))), c_id=event_id)
+    direction = "" if order == "asc" else " DESC"
     sql = (f"SELECT * FROM {DATABASE}.events FINAL WHERE {where} "
-           f"ORDER BY ts_start, event_id LIMIT {int(limit) + 1}")
+           f"ORDER BY ts_start{direction}, event_id{direction} LIMIT {int(limit) + 1}")
     result = client.query(sql, parameters=params)
     columns = list(result.column_names)
     rows = [{c: jsonable(c, v) for c, v in zip(columns, raw, strict=True)} for raw in result.result_rows]
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1]["ts_start"], rows[-1]["event_id"]) if more else None
+    next_cursor = encode_cursor(rows[-1]["ts_start"], rows[-1]["event_id"], order) if more else None
     return Page(columns, rows, next_cursor)

@@ -1,6 +1,6 @@
 """``/api/*`` on the console: every route needs ``Authorization: Bearer <console token>``.
 
-- ``GET  /api/audit``         filters (see ``AuditFilter``), ``limit`` (<= 1000), ``cursor``,
+- ``GET  /api/audit``         filters (see ``AuditFilter``), ``limit`` (<= 1000), ``cursor``, ``order=asc|desc``,
                               ``format=json|jsonl|csv|parquet`` (non-JSON formats: next cursor in the
                               ``X-Next-Cursor`` header)
 - ``GET  /api/audit/verify``  admin only; ``since``/``until``; the tamper-evidence report
@@ -115,8 +115,10 @@ async def audit_handler(request: web.Request) -> web.Response:
     fmt = query.get("format", "json")
     limit = _int_param(query, "limit", DEFAULT_LIMIT)
     cursor = query.get("cursor") or None
-    pairs = [(k, v) for k, v in query.items() if k not in ("format", "limit", "cursor")]
-    logged: dict[str, Any] = {**{k: v for k, v in pairs}, "format": fmt, "limit": limit, "cursor": cursor}
+    order = query.get("order", "asc")
+    pairs = [(k, v) for k, v in query.items() if k not in ("format", "limit", "cursor", "order")]
+    logged: dict[str, Any] = {**{k: v for k, v in pairs}, "format": fmt, "limit": limit, "cursor": cursor,
+                              "order": order}
 
     def work(token: TokenRecord) -> _Result:
         if fmt not in FORMATS:
@@ -130,7 +132,7 @@ async def audit_handler(request: web.Request) -> web.Response:
         if outside:
             raise ApiError(403, "forbidden", f"this token is not scoped to tenant(s) {', '.join(outside)}")
         page = search(request.app[STATE_KEY].client, flt, None if token.is_admin else token.tenants,
-                      limit=limit, cursor=cursor)
+                      limit=limit, cursor=cursor, order=order)
         return _Result(page, len(page.rows))
 
     page = (await _audited(request, "audit", logged, work)).value

@@ -104,20 +104,32 @@ async def test_bad_filters_are_400(api: TestClient, tokens: Tokens) -> None:
         assert (await resp.json())["error"]["code"] == "invalid_request"
 
 
-async def test_pagination_covers_every_row_once(api: TestClient, tokens: Tokens) -> None:
-    seen: list[str] = []
+@pytest.mark.parametrize("order", ["asc", "desc"])
+async def test_pagination_covers_every_row_once(api: TestClient, tokens: Tokens, order: str) -> None:
+    seen: list[tuple[str, str]] = []
     cursor = None
     pages = 0
     while True:
-        params = {"limit": "7", **({"cursor": cursor} if cursor else {})}
+        params = {"limit": "7", "order": order, **({"cursor": cursor} if cursor else {})}
         body = await (await api.get("/api/audit", params=params, headers=bearer(tokens.admin))).json()
-        seen += [r["event_id"] for r in body["rows"]]
+        seen += [(r["ts_start"], r["event_id"]) for r in body["rows"]]
         pages += 1
         cursor = body["next_cursor"]
         if cursor is None:
             break
     assert pages == 9 and len(seen) == len(set(seen)) == len(EVENTS)
-    assert set(seen) == {e.event_id for e in EVENTS}
+    assert {i for _, i in seen} == {e.event_id for e in EVENTS}
+    assert seen == sorted(seen, reverse=order == "desc")
+
+
+async def test_cursor_keeps_its_order(api: TestClient, tokens: Tokens) -> None:
+    body = await (await api.get("/api/audit", params={"limit": "3", "order": "desc"},
+                                headers=bearer(tokens.admin))).json()
+    for params in ({"cursor": body["next_cursor"]}, {"cursor": body["next_cursor"], "order": "asc"},
+                   {"order": "newest"}):
+        resp = await api.get("/api/audit", params={"limit": "3", **params}, headers=bearer(tokens.admin))
+        assert resp.status == 400, params
+        assert "order" in (await resp.json())["error"]["message"]
 
 
 async def test_exports_parse_back(api: TestClient, tokens: Tokens) -> None:

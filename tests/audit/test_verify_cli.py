@@ -92,6 +92,10 @@ async def test_cli_exports_and_query(api: TestClient, fresh: Warehouse, tokens: 
     lines = capsys.readouterr().out.splitlines()
     assert {json.loads(x)["event_id"] for x in lines} == {
         e.event_id for e in events if e.tenant == "globex" and e.outcome == "failed"}
+    assert await cli(api, tokens.admin, "audit", "--tenant", "acme", "--order", "desc") == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    keys = [(r["ts_start"], r["event_id"]) for r in rows]
+    assert {r["event_id"] for r in rows} == acme and keys == sorted(keys, reverse=True)
     assert await cli(api, tokens.acme, "audit", "--tenant", "globex") == 2
     assert "403" in capsys.readouterr().err
     assert await cli(api, tokens.admin, "query", "SELECT tenant, count() AS n FROM gatewatch.events "

@@ -297,24 +297,35 @@ def test_audit_browser(tab: Tab, worker: Worker) -> None:
     n = ready(page, "audit")
     first = _audit_ids(page)
     oldest = sorted(data.events, key=lambda e: (e.ts_start, e.event_id))
-    assert first == [e.event_id for e in oldest[:50]]
+    newest = oldest[::-1]
+    assert first == [e.event_id for e in newest[:50]]  # newest first by default
+    assert "newest first" in page.inner_text("#audit-summary")
     assert page.is_disabled("#audit-prev") and page.is_enabled("#audit-next")
     page.click("#audit-next")
     n = ready(page, "audit", n)
-    assert _audit_ids(page) == [e.event_id for e in oldest[50:100]]
+    assert _audit_ids(page) == [e.event_id for e in newest[50:100]]
     page.click("#audit-prev")
     n = ready(page, "audit", n)
     assert _audit_ids(page) == first
-    page.click(f'tr[data-event-id="{first[3]}"]')
+    page.select_option('#audit-form select[name="order"]', "asc")
+    page.click('#audit-form button[type="submit"]')
+    n = ready(page, "audit", n)
+    assert _audit_ids(page) == [e.event_id for e in oldest[:50]]
+    page.click("#audit-next")
+    n = ready(page, "audit", n)
+    assert _audit_ids(page) == [e.event_id for e in oldest[50:100]]
+    assert "oldest first" in page.inner_text("#audit-summary")
+    row = _audit_ids(page)[3]
+    page.click(f'tr[data-event-id="{row}"]')
     page.wait_for_selector("#drawer:not([hidden])")
-    assert page.inner_text("#drawer-event-id") == first[3]
+    assert page.inner_text("#drawer-event-id") == row
     assert "how do I reset my password" in page.inner_text("#drawer-body")
     page.keyboard.press("Escape")
     page.wait_for_selector("#drawer", state="hidden")
     page.select_option('#audit-form select[name="outcome"]', "failed")
     page.click('#audit-form button[type="submit"]')
     n = ready(page, "audit", n)
-    failed = [e.event_id for e in oldest if e.outcome == "failed"]
+    failed = [e.event_id for e in oldest if e.outcome == "failed"]  # the order chosen above is kept
     assert 0 < len(failed) < 50 and _audit_ids(page) == failed
     with page.expect_download() as dl:
         page.click('button[data-export="csv"]')

@@ -1,5 +1,5 @@
 // The audit-log browser: GET /api/audit with the page's time range, tenant and model plus its own filters,
-// cursor pagination (the API pages oldest first within the range), a detail drawer with the full entry, and
+// cursor pagination (newest first by default, or oldest first), a detail drawer with the full entry, and
 // exports (JSONL, CSV, Parquet) of up to 1,000 rows of the current filter.
 
 import { getBlob, getJson } from "./api.js";
@@ -9,6 +9,7 @@ import { fmt, time } from "./format.js";
 const OUTCOMES = ["", "completed", "failed", "denied"];
 const DECISIONS = ["", "allow", "flag", "deny"];
 const PAGE_SIZES = ["25", "50", "100", "200"];
+const ORDERS = [["desc", "newest first"], ["asc", "oldest first"]];
 const EXPORT_ROWS = 1000;
 const TEXT_FILTERS = [["key_id", "Key id"], ["end_user", "End user"], ["rule_id", "Policy rule"],
   ["pii_entity", "PII entity"], ["event_id", "Event id"], ["request_id", "Request id"]];
@@ -29,6 +30,7 @@ export function auditQuery(state, window) {
   for (const [name] of TEXT_FILTERS) query[name] = state[name];
   query.outcome = state.outcome;
   query.decision = state.decision;
+  query.order = state.order || "desc";
   return query;
 }
 
@@ -44,17 +46,20 @@ function filterForm(state, onSearch) {
     select("outcome", "Outcome", OUTCOMES, state.outcome),
     select("decision", "Decision", DECISIONS, state.decision),
     select("limit", "Rows per page", PAGE_SIZES, state.limit || "50"),
+    h("label", {}, "Order", h("select", { name: "order" }, ORDERS.map(([value, label]) =>
+      h("option", { value, selected: value === (state.order || "desc") }, label)))),
     h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Search"),
       h("button", { type: "reset" }, "Clear")));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const values = Object.fromEntries(new FormData(form));
-    onSearch({ ...values, limit: values.limit === "50" ? "" : values.limit });
+    onSearch({ ...values, limit: values.limit === "50" ? "" : values.limit,
+      order: values.order === "desc" ? "" : values.order });
   });
   form.addEventListener("reset", (event) => {
     event.preventDefault();
     onSearch(Object.fromEntries([...TEXT_FILTERS.map(([n]) => [n, ""]), ["outcome", ""], ["decision", ""],
-      ["limit", ""]]));
+      ["limit", ""], ["order", ""]]));
   });
   return form;
 }
@@ -128,7 +133,8 @@ export async function renderAudit(container, state, window, { navigate, signal }
         open: "" }) }, "Back to the range picker")) : null,
     h("div", { class: "audit-bar" },
       h("span", { class: "muted", id: "audit-summary" },
-        `Page ${page + 1} · ${body.count} row${body.count === 1 ? "" : "s"} · oldest first`),
+        `Page ${page + 1} · ${body.count} row${body.count === 1 ? "" : "s"} · ${
+          query.order === "asc" ? "oldest" : "newest"} first`),
       h("span", { class: "pager" },
         h("button", { type: "button", id: "audit-prev", disabled: page === 0, onclick: () => go(page - 1) }, "← Previous"),
         h("button", { type: "button", id: "audit-next", disabled: !body.next_cursor, onclick: () => go(page + 1) },
