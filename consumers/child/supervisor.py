@@ -11,6 +11,9 @@ health, restart it with backoff when it dies, stop it on shutdown.
 - Health: a pipeline is running when the child last said so; while the child starts, restarts or lacks
   a pipeline, ``health()`` lists it as not running with the reason (``/healthz``: degraded, not failing —
   a dead scorer process never restart-loops the whole worker).
+- Metrics: the families of the child's last status (about once a second); none while it is down, and a
+  restarted child's counters start from zero, as after any process restart (Prometheus' ``rate`` and
+  ``increase`` handle such resets).
 - Stop: SIGTERM to the child, whose pipelines finish their batch, write it through this (still serving)
   channel and commit; after ``stop_timeout_s`` + a grace period, SIGKILL.
 """
@@ -109,7 +112,8 @@ class ScorerProcess:
             log.error("%s (pipelines %s unhealthy meanwhile)", self._down, ", ".join(self.names))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
-            self.restarts += 1
+            if not self._stopping:
+                self.restarts += 1
 
     async def _run_once(self) -> int:
         ours, theirs = socket.socketpair()
