@@ -9,6 +9,8 @@
   A commit lost to a rebalance is counted and dropped (the batch is redelivered, rows are idempotent).
 - ``pause``/``idle``/``resume``: while the sink fails the pipeline holds its batch with every partition
   paused and keeps polling (which returns nothing), so the group membership stays alive.
+- ``gatewatch_consumer_lag`` is refreshed about every ``lag_interval_s`` and after each commit, also while
+  a batch is stuck in a scorer or the sink (``lag.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
@@ -28,6 +30,7 @@ from pydantic import ValidationError
 from consumers.contracts import TransientError
 from consumers.metrics import ConsumerMetrics, default_metrics
 from consumers.pipeline import Batch, DeadLetter, Origin
+from consumers.sources.lag import LagTracker, LagWatch
 from schemas.config import KafkaConfig
 from schemas.events import Event
 
@@ -41,6 +44,7 @@ class KafkaSourceConfig:
     max_wait_ms: int = 1000
     dead_letter: bool = True
     auto_offset_reset: str = "earliest"
+    lag_interval_s: float = 1.0  # how often gatewatch_consumer_lag is refreshed (and after each commit)
     # passed to AIOKafkaConsumer as is (session_timeout_ms, heartbeat_interval_ms, fetch_max_bytes, ...)
     consumer_options: dict[str, Any] = field(default_factory=dict)
 
@@ -101,7 +105,7 @@ class _Repause(ConsumerRebalanceListener):  # type: ignore[misc]
         self.source = source
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        return None
+        self.source.lag.forget(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("%s: assigned %d partitions", self.source.name, len(assigned))
@@ -120,7 +124,8 @@ class KafkaSource:
         self.producer: AIOKafkaProducer | None = None
         self.paused = False
         self._stopping = False
-        self._committed: dict[TopicPartition, int] = {}
+        self.lag = LagTracker()
+        self._lag_watch = LagWatch(name, self.lag, self.metrics.lag.labels(name), cfg.lag_interval_s)
 
     async def start(self) -> None:
         if self.consumer is not None:
@@ -134,6 +139,7 @@ class KafkaSource:
             auto_offset_reset=self.cfg.auto_offset_reset, **self.cfg.consumer_options)
         self.consumer.subscribe([self.kafka.topic], listener=_Repause(self))
         await self.consumer.start()
+        self._lag_watch.start(self.consumer)
         log.info("%s: consuming %s as group %s", self.name, self.kafka.topic, self.cfg.group_id)
 
     def request_stop(self) -> None:
@@ -143,6 +149,7 @@ class KafkaSource:
         self._stopping = True
         consumer, self.consumer = self.consumer, None
         producer, self.producer = self.producer, None
+        await self._lag_watch.stop()
         if consumer is not None:  # upstream first
             await consumer.stop()
         if producer is not None:
@@ -175,6 +182,7 @@ class KafkaSource:
                 for record in records:
                     self._add(batch, record)
                 batch.offsets[tp] = records[-1].offset + 1
+                self.lag.fetched(tp, records[0].offset, records[-1].offset)
                 count += len(records)
             if count and deadline is None:
                 deadline = loop.time() + self.cfg.max_wait_ms / 1000
@@ -193,7 +201,7 @@ class KafkaSource:
     async def commit(self, batch: Batch) -> None:
         await self._dead_letter(batch.dead)
         consumer = self._require()
-        offsets = {tp: off for tp, off in batch.offsets.items() if off > self._committed.get(tp, -1)}
+        offsets = {tp: off for tp, off in batch.offsets.items() if off > self.lag.committed.get(tp, -1)}
         if not offsets:
             return
         try:
@@ -206,8 +214,8 @@ class KafkaSource:
             if exc.retriable:
                 raise TransientError(f"commit failed: {exc!r}") from exc
             raise
-        self._committed.update(offsets)
-        self._update_lag(consumer)
+        self.lag.commit(offsets)
+        self._lag_watch.poke()
 
     async def _dead_letter(self, dead: list[DeadLetter]) -> None:
         if not dead:
@@ -223,14 +231,6 @@ class KafkaSource:
         for reason in {d.reason for d in dead}:
             self.metrics.dead_lettered.labels(self.name, reason).inc(sum(d.reason == reason for d in dead))
         dead.clear()  # done: a retried commit must not send them again
-
-    def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
-        lag = 0
-        for tp in consumer.assignment():
-            high, done = consumer.highwater(tp), self._committed.get(tp)
-            if high is not None and done is not None:
-                lag += max(0, high - done)
-        self.metrics.lag.labels(self.name).set(lag)
 
     async def pause(self) -> None:
         self.paused = True
