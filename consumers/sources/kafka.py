@@ -1,7 +1,8 @@
 """Kafka source: one aiokafka consumer group per pipeline, manual commits only.
 
 - Batches by count and time: records are gathered with ``getmany(max_records=..., timeout_ms=...)`` until
-  ``max_records`` or ``max_wait_ms`` after the first record, whichever comes first.
+  ``max_records`` or ``max_wait_ms`` after the first record, whichever comes first, or a stop request:
+  the wait is cut short and the records gathered so far make the last batch (written, then committed).
 - Every message is validated with ``Event.model_validate_json``; one that does not validate is
   dead-lettered (``dead_letter=True``: produced unchanged to the DLQ topic, reason in headers) or only
   counted (``dead_letter=False``: another pipeline of the same worker owns the DLQ), and committed.
@@ -21,7 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
@@ -124,6 +125,7 @@ class KafkaSource:
         self.producer: AIOKafkaProducer | None = None
         self.paused = False
         self._stopping = False
+        self._stop_requested = asyncio.Event()  # wakes a getmany waiting out the batch window
         self.lag = LagTracker()
         self._lag_watch = LagWatch(name, self.lag, self.metrics.lag.labels(name), cfg.lag_interval_s)
 
@@ -144,9 +146,10 @@ class KafkaSource:
 
     def request_stop(self) -> None:
         self._stopping = True
+        self._stop_requested.set()
 
     async def stop(self) -> None:
-        self._stopping = True
+        self.request_stop()
         consumer, self.consumer = self.consumer, None
         producer, self.producer = self.producer, None
         await self._lag_watch.stop()
@@ -171,7 +174,7 @@ class KafkaSource:
             if remaining <= 0:
                 break
             try:
-                data = await consumer.getmany(timeout_ms=remaining, max_records=self.cfg.max_records - count)
+                data = await self._getmany(consumer, remaining, self.cfg.max_records - count)
             except KafkaError as exc:
                 if not exc.retriable:
                     raise
@@ -189,6 +192,24 @@ class KafkaSource:
             if not count:
                 break  # idle: hand control back so a stop request is seen
         return batch
+
+    async def _getmany(self, consumer: AIOKafkaConsumer, timeout_ms: int,
+                       max_records: int | None = None) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """``getmany``, returning early (empty) on a stop request. Cancelling it loses nothing: aiokafka
+        hands records over (and advances the position) without awaiting; a result that raced the stop
+        request is kept."""
+        if self._stop_requested.is_set():
+            return {}
+        fetch = asyncio.ensure_future(consumer.getmany(timeout_ms=timeout_ms, max_records=max_records))
+        stop = asyncio.ensure_future(self._stop_requested.wait())
+        try:
+            await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not fetch.done():
+                fetch.cancel()
+                await asyncio.wait({fetch})
+        return {} if fetch.cancelled() else fetch.result()
 
     def _add(self, batch: Batch, record: ConsumerRecord[bytes, bytes]) -> None:
         parsed = parse(record)
@@ -247,7 +268,7 @@ class KafkaSource:
         through (a partition assigned unpaused) are un-read by seeking back to them."""
         consumer = self._require()
         consumer.pause(*consumer.assignment())
-        data = await consumer.getmany(timeout_ms=max(1, int(seconds * 1000)))
+        data = await self._getmany(consumer, max(1, int(seconds * 1000)))
         for tp, records in data.items():
             consumer.seek(tp, records[0].offset)
 

@@ -4,9 +4,10 @@ request cuts the batch window short without losing or committing anything unwrit
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumers.contracts import TableRows
 from consumers.metrics import ConsumerMetrics
@@ -67,3 +68,33 @@ async def test_lag_rises_while_a_batch_is_stuck_and_falls_when_it_drains(
     assert sum(c or 0 for c in await _committed(pipeline, kafka.topic)) == 30
     await asyncio.sleep(1.5)  # periodic refreshes keep it at 0
     assert _lag(metrics) == 0
+
+
+async def _taken(pipeline: Pipeline, n: int) -> bool:
+    """The source has taken ``n`` records from the consumer (the open batch and anything before it)."""
+    consumer = pipeline.source.consumer  # type: ignore[attr-defined]
+    return sum([await consumer.position(tp) for tp in consumer.assignment()]) == n
+
+
+async def test_stop_cuts_the_batch_window_short_and_keeps_the_partial_batch(
+        kafka: KafkaConfig, warehouse: Warehouse, metrics: ConsumerMetrics, started: list[Pipeline]) -> None:
+    T0 = time.monotonic()
+    pipeline = make_pipeline(kafka, warehouse, metrics, max_records=1000, max_wait_ms=10_000)
+    started.append(pipeline)
+    await pipeline.start()
+    await produce(kafka, [make_event(i) for i in range(12)])
+    await wait_until(lambda: _taken(pipeline, 12), timeout=20)  # all in the open batch, 10 s window
+    assert await rows_final(warehouse) == 0 and pipeline.batches_done == 0
+    began = time.monotonic()
+    print("taken", began - T0)
+    await pipeline.stop()
+    took = time.monotonic() - began
+    assert took < 3.0, f"stop took {took:.1f}s"
+    assert pipeline.batches_done == 1 and await rows_final(warehouse) == 12  # written...
+    probe = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap_servers, group_id=f"group-{kafka.topic}",
+                             enable_auto_commit=False)  # ...and committed
+    await probe.start()
+    try:
+        assert sum([await probe.committed(TopicPartition(kafka.topic, p)) or 0 for p in range(3)]) == 12
+    finally:
+        await probe.stop()
