@@ -27,9 +27,11 @@ What the timestamps mean:
   data directory and has no ``system.part_log``, so visibility cannot be polled from outside the worker;
   instead the archiver's mean batch time (write + commit, from the worker's metrics) is printed as the
   upper bound of that gap.
-- ``scored_at``: taken once per batch when the scorer *starts* the batch (RowMaker), i.e. before the
-  model runs and before the insert; the scorer's mean batch time (score + write + commit) is printed next
-  to it, so "visible" ~ scored_at lag + batch time.
+- ``scored_at``: stamped by the worker's ClickHouse sink just before it inserts the scores (for the scorer
+  child's rows too: the worker inserts them), i.e. after the model ran; like ``ingested_at`` it precedes
+  visibility by the insert's own duration. (Before 2026-11-27 11:30 UTC it was the batch's *start*, which
+  understated the scorer lag by up to the scorer's batch time.) The scorer's mean batch time (score +
+  write + commit) is still printed next to it.
 Figures go to stdout as tables, progress to stderr, everything to bench/results/pipeline_lag-<time>.json.
 """
 
@@ -443,7 +445,8 @@ def report(res: dict[str, Any]) -> str:
     if wh:
         ev = wh["events"]
         bs = res["worker_final"]["batch_seconds_mean"]
-        lines += ["", "| what | events | p50 / p90 / p99 / max (ms) | mean batch s (score+write+commit) |",
+        lines += ["", "| what (scored_at: write time) | events | p50 / p90 / p99 / max (ms) "
+                  "| mean batch s (score+write+commit) |",
                   "| --- | ---: | --- | ---: |",
                   f"| archiver: ingested_at - ts_end | {ev['events']:,} ({ev['rows']:,} rows) | {_q(ev['lag_ms'])} "
                   f"| {bs.get('archiver', '-')} |"]
@@ -469,7 +472,7 @@ def report(res: dict[str, Any]) -> str:
             behind = exp.get(p, 0) - fin.get(p, 0)
             lines.append(f"| {p} | {v['events_per_s']:,} | {v['lag_end'] or 0:,.0f} / {v['lag_peak']:,.0f} "
                          f"| {fin.get(p, 0):,.0f} | {behind:,.0f} |")
-        lines.append("(the lag gauge is updated when a batch ends: a scorer stuck in a long batch shows its old value)")
+        lines.append("(the lag gauge: messages not yet committed, refreshed about every second, also mid-batch)")
         lines.append(f"drain after the load: {res['drain']}; worker stop {res.get('worker_stop_s')} s")
         if wh and wh["events"]["lag_ms"]:
             p99 = wh["events"]["lag_ms"]["p99"]

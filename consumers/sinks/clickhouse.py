@@ -6,6 +6,12 @@ scorer child process forwards (``consumers/child``), so both paths send the driv
 Idempotent by construction: every table is a ReplacingMergeTree keyed by the fact's id, so writing a
 batch twice (redelivery after a crash between write and commit) leaves one row per fact under FINAL.
 
+Write time: the columns in ``write_time_columns`` (``scores.scored_at``) get the time of the insert,
+stamped just before each insert call (on both paths, so also for the scorer child's forwarded rows),
+whatever the scorer put there: a score's ``scored_at`` says when it reached the warehouse, not when its
+batch began (which understated freshness by the scorer's batch time). It is also the table's
+ReplacingMergeTree version, so the last write of a fact wins.
+
 Driver exceptions are mapped by class (and, for server errors, by numeric code) at this boundary:
 - ``TransientError`` (retry, do not commit): network/operational errors, server overload, timeouts,
   and unknown server errors such as a missing table — better to stall and page than to dead-letter.
@@ -17,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -49,6 +56,7 @@ _BAD_DATA_CODES = frozenset({
     117,  # INCORRECT_DATA
     321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
 })
+WRITE_TIME_COLUMNS: Mapping[str, str] = {"scores": "scored_at"}  # table -> column stamped at insert time
 
 
 def classify(exc: BaseException) -> type[TransientError] | type[PermanentError]:
@@ -85,10 +93,12 @@ def chunks(rows: Sequence[Row], size: int) -> Iterator[Sequence[Row]]:
 
 class ClickHouseSink:
     def __init__(self, client_factory: Callable[[], Client], *, database: str = DATABASE,
-                 max_rows_per_insert: int = 50_000) -> None:
+                 max_rows_per_insert: int = 50_000,
+                 write_time_columns: Mapping[str, str] = WRITE_TIME_COLUMNS) -> None:
         if max_rows_per_insert <= 0:
             raise ValueError("max_rows_per_insert must be positive")
         self.client_factory = client_factory
+        self.write_time_columns = dict(write_time_columns)
         self.database = database
         self.max_rows_per_insert = max_rows_per_insert
         self._client: Client | None = None
@@ -123,6 +133,10 @@ class ClickHouseSink:
         n = len(data[0]) if data else 0
         if not n:
             return
+        stamp = self.write_time_columns.get(table)
+        if stamp is not None and stamp in columns:
+            i = columns.index(stamp)
+            data = [*data[:i], [datetime.now(UTC)] * n, *data[i + 1:]]
         try:
             await asyncio.to_thread(client.insert, f"{self.database}.{table}", data, column_names=columns,
                                     column_oriented=True)
