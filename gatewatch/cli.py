@@ -380,10 +380,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def quiet_presidio() -> None:
+    """presidio logs every recognizer it loads (INFO) and warns about each non-English one it skips: 60
+    lines before the banner. Keep its real warnings; say which engine loaded in our own log line."""
+    logger = logging.getLogger("presidio-analyzer")
+    logger.setLevel(max(logging.WARNING, logging.getLogger().level))
+    logger.addFilter(lambda r: "language is not supported by registry" not in r.getMessage())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = args.log_level or ("INFO" if args.cmd in SERVICES else "WARNING")
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_presidio()
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
