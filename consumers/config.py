@@ -12,6 +12,7 @@ Example::
       scorers: {device: cuda, toxicity: {backend: detoxify}}
       scorer_process: auto   # auto | inline | child: where the scorer pipelines run (see below)
       scorer_nice: 10        # CPU niceness added in that child process
+      scorer_child_stall_s: 120   # a child silent this long (hung, stopped) is killed and restarted
       alerts: {rules_file: /etc/gatewatch/alerts.yaml, interval_s: 30}   # default: <home>/alerts.yaml if present
 
 ``scorer_process``: ``child`` runs the scorer pipelines (every pipeline but the archiver) in one child
@@ -87,6 +88,9 @@ class WorkerConfig(BaseModel):
     alerts: AlertsConfig = AlertsConfig()
     scorer_process: Literal["auto", "inline", "child"] = "auto"
     scorer_nice: int = Field(default=10, ge=0, le=19)  # added to the worker's niceness in the scorer child
+    # the scorer child reports about once a second; silent this long (from its spawn: imports and first
+    # status included) it is killed and restarted
+    scorer_child_stall_s: float = Field(default=120.0, ge=2.0)
 
     @field_validator("warehouse_dsn")
     @classmethod

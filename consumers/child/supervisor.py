@@ -11,6 +11,11 @@ health, restart it with backoff when it dies, stop it on shutdown.
 - Health: a pipeline is running when the child last said so; while the child starts, restarts or lacks
   a pipeline, ``health()`` lists it as not running with the reason (``/healthz``: degraded, not failing —
   a dead scorer process never restart-loops the whole worker).
+- Watchdog: a child that is alive but silent (no status or write for ``stall_s``: hung in a native call,
+  deadlocked, SIGSTOPped) is logged, SIGKILLed and restarted like one that died. The clock starts at the
+  spawn and restarts with every message; model loading does not stop it, since the child reports from
+  its event loop while models load in threads, but its imports and first status must fit in ``stall_s``.
+  A silence is confirmed on a second check (the worker's own loop may have been the one held up).
 - Metrics: the families of the child's last status (about once a second); none while it is down, and a
   restarted child's counters start from zero, as after any process restart (Prometheus' ``rate`` and
   ``increase`` handle such resets).
@@ -28,6 +33,7 @@ import signal
 import site
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,7 +55,10 @@ STOP_GRACE_S = 10.0  # beyond the pipelines' own shutdown timeout (consumer clos
 class ScorerProcess:
     def __init__(self, names: Sequence[str], spec: dict[str, Any], *, warehouse: Warehouse | None,
                  nice: int = 10, max_rows_per_insert: int = 50_000, stop_timeout_s: float = 30.0,
-                 restart_base_s: float = 1.0, restart_max_s: float = 30.0, stable_s: float = 60.0) -> None:
+                 restart_base_s: float = 1.0, restart_max_s: float = 30.0, stable_s: float = 60.0,
+                 stall_s: float = 120.0) -> None:
+        if stall_s <= 0:
+            raise ValueError("stall_s must be positive")
         self.names = tuple(names)
         self.spec = {**spec, "t": "spec", "pipelines": list(self.names), "forward": warehouse is not None}
         self.warehouse = warehouse  # None: the child writes to a ClickHouse server itself
@@ -58,6 +67,10 @@ class ScorerProcess:
         self.stop_timeout_s = stop_timeout_s
         self.restart_base_s, self.restart_max_s, self.stable_s = restart_base_s, restart_max_s, stable_s
         self.restarts = 0
+        self.stall_s = stall_s
+        self.stalls = 0  # children killed by the watchdog
+        self._heard = 0.0  # time.monotonic() of the child's last message (or of its spawn)
+        self._stalled = False
         self.proc: asyncio.subprocess.Process | None = None
         self._sinks: dict[str, ClickHouseSink] = {}
         self._status: dict[str, Any] | None = None
@@ -100,7 +113,8 @@ class ScorerProcess:
         while not self._stopping:
             began = loop.time()
             try:
-                why = f"exited with code {await self._run_once()}"
+                code = await self._run_once()
+                why = f"stalled (silent {self.stall_s:.0f}s), killed" if self._stalled else f"exited with code {code}"
             except Exception as exc:  # could not start it: retry later, as after a crash
                 log.exception("scorer process could not run")
                 why = f"could not start: {type(exc).__name__}: {exc}"
@@ -127,14 +141,17 @@ class ScorerProcess:
         finally:
             theirs.close()
         proc = self.proc
-        self._status, self._down = None, None
+        self._status, self._down, self._stalled = None, None, False
+        self._heard = time.monotonic()
         log.info("scorer process %d started for %s (nice +%d)", proc.pid, ", ".join(self.names), self.nice)
         if self._stopping:  # stop() came while it was being spawned
             self._signal(signal.SIGTERM)
         channel = await Channel.open(ours)
+        watchdog = asyncio.create_task(self._watch(proc.pid), name="scorer-process-watchdog")
         try:
             await self._serve(channel)
         finally:
+            watchdog.cancel()
             await channel.close()
             try:
                 code = await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
@@ -143,6 +160,25 @@ class ScorerProcess:
                 code = await proc.wait()
             self.proc, self._status = None, None
         return code
+
+    async def _watch(self, pid: int) -> None:
+        """SIGKILL the child once it has been silent for ``stall_s``, confirmed on a second check."""
+        every = min(1.0, self.stall_s / 4)
+        suspect = False
+        while True:
+            await asyncio.sleep(every)
+            silent = time.monotonic() - self._heard
+            if silent < self.stall_s or self._stopping:  # stop() has its own deadline
+                suspect = False
+                continue
+            if not suspect:  # a message may be waiting behind a hold-up of this loop: look again
+                suspect = True
+                continue
+            log.error("scorer process %d sent nothing for %.1fs (hung or stopped); killing it", pid, silent)
+            self.stalls += 1
+            self._stalled = True
+            self._signal(signal.SIGKILL)
+            return
 
     def _command(self, fd: int) -> list[str]:
         return [sys.executable, "-m", "consumers.child.host", "--fd", str(fd), "--parent-pid", str(os.getpid()),
@@ -164,6 +200,7 @@ class ScorerProcess:
         try:
             await channel.send(self.spec)
             while (msg := await channel.recv()) is not None:
+                self._heard = time.monotonic()
                 kind = msg.get("t")
                 if kind == "write":
                     task = asyncio.create_task(self._write(channel, msg))
@@ -223,7 +260,10 @@ class ScorerProcess:
     def health(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         """(pipelines running in the child, as last reported; the others: name -> not running, why)."""
         proc, status = self.proc, self._status
-        base = {"process": "scorer-child", "pid": proc.pid if proc else None, "restarts": self.restarts}
+        base: dict[str, Any] = {"process": "scorer-child", "pid": proc.pid if proc else None,
+                                "restarts": self.restarts, "stalls": self.stalls}
+        if proc is not None:
+            base["silent_s"] = round(time.monotonic() - self._heard, 1)
         if status is None:
             why = self._down or ("stopping" if self._stopping else "starting")
             return {}, {n: {"running": False, "error": why, **base} for n in self.names}

@@ -1,8 +1,8 @@
 """The scorer pipelines in the worker's child process, with real components (Tansu broker, chdb, the
 profanity-check toxicity backend): scores written through the worker, the child's metrics and health on
-the worker's console, a SIGKILLed child restarted with nothing missing or doubled, and ``gatewatch
-worker`` stopped by SIGTERM (both processes exit, the batch in flight is written and committed) or
-killed by SIGKILL (the child dies with it)."""
+the worker's console, a SIGKILLed child restarted with nothing missing or doubled, a hung (SIGSTOPped)
+child killed and replaced, and ``gatewatch worker`` stopped by SIGTERM (both processes exit, the batch
+in flight is written and committed) or killed by SIGKILL (the child dies with it)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import psutil
 import pytest
+from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
@@ -26,7 +27,7 @@ from consumers.child.supervisor import ScorerProcess
 from consumers.config import WorkerConfig
 from consumers.metrics import ConsumerMetrics
 from consumers.warehouse import Warehouse
-from consumers.worker import run_worker
+from consumers.worker import ConsoleDeps, create_console_app, run_worker
 from gatewatch.config import Settings
 from gatewatch.procs import free_port
 from schemas.config import KafkaConfig
@@ -227,3 +228,56 @@ async def test_child_writes_itself_with_a_server_dsn(kafka: KafkaConfig, tmp_pat
     assert scorers.proc is None and scorers.restarts == 0
     with Warehouse(dsn) as wh:
         assert _scores(wh)[:2] == (40, 40)
+
+
+async def test_a_hung_child_is_killed_and_replaced(kafka: KafkaConfig, warehouse: Warehouse) -> None:
+    """A child that is alive but silent (SIGSTOP: no status, no writes) is SIGKILLed after ``stall_s`` and
+    restarted; ``/healthz`` says why meanwhile; its uncommitted batch is redone, once under FINAL."""
+    cfg = WorkerConfig.model_validate(_worker(0))
+    spec = {"worker": cfg.model_dump(mode="json"), "kafka": kafka.model_dump(mode="json"), "dsn": "unused",
+            "dlq_owner": "archiver", "log_level": 20}
+    scorers = ScorerProcess(["toxicity"], spec, warehouse=warehouse, stop_timeout_s=10, stall_s=3,
+                            restart_base_s=0.2)
+    server = TestServer(create_console_app(ConsoleDeps(CollectorRegistry(), scorer_process=scorers)))
+    await server.start_server()
+    healthz = str(server.make_url("/healthz"))
+    events = [make_event(i) for i in range(40)]
+    await scorers.start()
+    try:
+        await produce(kafka, events[:20])
+        await wait_until(lambda: _scores(warehouse)[1] >= 40, timeout=60, every=0.3)
+
+        async def healthy() -> bool:  # its status after the start (it may have written before sending it)
+            return (await _get(healthz))[1]["status"] == "ok"
+
+        await wait_until(healthy, timeout=10, every=0.2)
+        _, health = await _get(healthz)
+        first = health["pipelines"]["toxicity"]
+        assert first["stalls"] == 0 and first["silent_s"] < 3
+        child = psutil.Process(first["pid"])
+        child.send_signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        await produce(kafka, events[20:])  # the hung child may have fetched some: redone by the next one
+
+        async def reported() -> bool:
+            _, h = await _get(healthz)
+            return "stalled" in h["pipelines"]["toxicity"].get("error", "")
+
+        await wait_until(reported, timeout=15, every=0.1)
+        assert 3 <= time.monotonic() - stopped < 8
+        assert _gone(child.pid)
+        _, health = await _get(healthz)
+        assert health["status"] == "degraded" and health["pipelines"]["toxicity"]["stalls"] == 1
+
+        async def replaced() -> bool:
+            _, h = await _get(healthz)
+            t = h["pipelines"]["toxicity"]
+            return t["running"] and t["pid"] != child.pid and t["restarts"] == 1
+
+        await wait_until(replaced, timeout=60, every=0.3)
+        await wait_until(lambda: _scores(warehouse)[1] >= 80, timeout=60, every=0.3)
+        assert _scores(warehouse)[:2] == (80, 80)  # nothing missing, one row per fact under FINAL
+    finally:
+        await scorers.stop()
+        await server.close()
+    assert scorers.stalls == 1 and scorers.restarts == 1
