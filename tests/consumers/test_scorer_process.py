@@ -176,6 +176,12 @@ async def test_worker_sigterm_and_sigkill_take_the_child_along(kafka: KafkaConfi
             return 'gatewatch_consumer_events_total{pipeline="archiver"} 30.0' in text
 
         await wait_until(archived, timeout=30, every=0.3)
+
+        async def behind() -> bool:  # the child's lag, refreshed while its batch is open, on this /metrics
+            _, text = await _get(console + "/metrics")
+            return 'gatewatch_consumer_lag{pipeline="toxicity"} 30.0' in text
+
+        await wait_until(behind, timeout=3, every=0.2)
         await asyncio.sleep(1.5)  # the scorer group has fetched them too; its batch is still open
         _, text = await _get(console + "/metrics")
         assert 'gatewatch_consumer_events_total{pipeline="toxicity"}' not in text  # nothing done yet
