@@ -50,7 +50,9 @@ def producer_kwargs(kafka: KafkaConfig, cfg: EmitterConfig) -> dict[str, Any]:
         "acks": "all",
         "enable_idempotence": False,  # tansu does not support it (aiokafka speaks InitProducerId v0)
         "compression_type": None if cfg.compression == "none" else cfg.compression,
-        "linger_ms": cfg.linger_ms,
+        # the emitter gathers its batches itself (EmitterConfig.linger_ms) and hands them over whole
+        # (send_batch): an aiokafka linger on top would only hold each one back again
+        "linger_ms": 0,
         "max_batch_size": MAX_BATCH_BYTES,
         "max_request_size": MAX_REQUEST_BYTES,
     }
