@@ -35,7 +35,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -829,6 +829,31 @@ def recorded(res: dict[str, Any], name: str, tmp: Path) -> Iterator[None]:
         res.setdefault(name, {})["failed"] = str(exc)[-2000:]
 
 
+def run_guarded(work: Callable[[], None], procs: Procs, tmp: Path, res: dict[str, Any]) -> int:
+    """Run a benchmark body; SIGTERM/SIGINT and failures stop every child the benchmark started and are
+    recorded in ``res``. Returns the exit code (0, 1 failed, 130 interrupted)."""
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)  # also when started with SIGINT ignored (e.g. `cmd &` in a script)
+    log(f"logs in {tmp}")
+    code = 0
+    try:
+        work()
+    except KeyboardInterrupt:
+        log("interrupted: stopping everything")
+        res["interrupted"], code = True, 130
+    except (RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
+        log(f"failed: {exc} (logs in {tmp})")
+        res["failed"], code = str(exc), 1
+    finally:
+        with contextlib.suppress(KeyboardInterrupt):
+            procs.stop_all()
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if len(os.sched_getaffinity(0)) < 2 and args.proxy_cpu != args.client_cpu:
@@ -842,22 +867,7 @@ def main(argv: list[str] | None = None) -> int:
     res: dict[str, Any] = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "code": code_info,
                            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    log(f"logs in {tmp}")
-    code = 0
-    try:
-        run_all(args, procs, tmp, res)
-    except KeyboardInterrupt:
-        log("interrupted: stopping everything")
-        res["interrupted"], code = True, 130
-    except (RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
-        log(f"failed: {exc} (logs in {tmp})")
-        res["failed"], code = str(exc), 1
-    finally:
-        procs.stop_all()
+    code = run_guarded(lambda: run_all(args, procs, tmp, res), procs, tmp, res)
     res["machine"]["load_end"] = os.getloadavg()
     res["elapsed_s"] = round((dt.datetime.now(dt.UTC) - started).total_seconds())
     args.out_dir.mkdir(parents=True, exist_ok=True)

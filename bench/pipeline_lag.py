@@ -38,13 +38,11 @@ Figures go to stdout as tables, progress to stderr, everything to bench/results/
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import importlib.util
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -521,24 +519,7 @@ def main(argv: list[str] | None = None) -> int:
                            "machine": bg.machine(), "args": {k: (str(v) if isinstance(v, Path) else v)
                                                               for k, v in vars(args).items()}}
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)  # also when started with SIGINT ignored (e.g. `cmd &` in a script)
-    log(f"logs in {tmp}")
-    code = 0
-    try:
-        run(args, procs, tmp, res)
-    except KeyboardInterrupt:
-        log("interrupted: stopping everything")
-        res["interrupted"], code = True, 130
-    except (RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
-        log(f"failed: {exc} (logs in {tmp})")
-        res["failed"], code = str(exc), 1
-    finally:
-        with contextlib.suppress(KeyboardInterrupt):
-            procs.stop_all()
+    code = bg.run_guarded(lambda: run(args, procs, tmp, res), procs, tmp, res)
     res["elapsed_s"] = round((dt.datetime.now(dt.UTC) - started).total_seconds())
     args.out_dir.mkdir(parents=True, exist_ok=True)
     path = args.out_dir / f"pipeline_lag-{started.strftime('%Y%m%d-%H%M%S')}.json"
