@@ -177,7 +177,8 @@ class EventEmitter:
                 if linger and len(self._queue) < self._cfg.batch_max and self._state == "running":
                     # let a batch fill a little: fewer, larger produce requests cost the loop less CPU
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), linger)
+                        async with asyncio.timeout(linger):  # not wait_for: 3.11's can swallow a cancel
+                            await self._stopping.wait()
                 if not await self._send_live(producer):
                     return False
             elif self._spooling:

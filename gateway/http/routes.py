@@ -74,10 +74,6 @@ class Api:
     async def write(self, request: web.Request, ex: Exchange, reply: Reply) -> web.StreamResponse:
         headers = {**reply.headers, "x-request-id": ex.request_id}
         if reply.chunks is None:
-            if not reply.after:
-                body = reply.raw_body if reply.raw_body is not None else orjson.dumps(reply.body)
-                return web.Response(status=reply.status, body=body, content_type="application/json",
-                                    headers=headers)
             try:  # send the answer now, then do the bookkeeping (events redaction, usage, the event)
                 body = reply.raw_body if reply.raw_body is not None else orjson.dumps(reply.body)
                 resp = web.Response(status=reply.status, body=body, content_type="application/json",
