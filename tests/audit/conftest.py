@@ -37,6 +37,13 @@ class Tokens:
     multi: str  # acme + globex
 
 
+def make_tokens(home: Path) -> Tokens:
+    """An admin token, one for acme and one for acme + globex, in ``home``'s console token file."""
+    path = home / TOKENS_FILE
+    return Tokens(home, create_token(path, ["*"])[0], create_token(path, ["acme"])[0],
+                  create_token(path, ["acme", "globex"])[0])
+
+
 def seed_events() -> list[Event]:
     out = []
     for i in range(N_EVENTS):
@@ -73,10 +80,7 @@ def open_warehouse(path: Path) -> Warehouse:
 
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory: pytest.TempPathFactory) -> Tokens:
-    home = tmp_path_factory.mktemp("home")
-    path = home / TOKENS_FILE
-    return Tokens(home, create_token(path, ["*"])[0], create_token(path, ["acme"])[0],
-                  create_token(path, ["acme", "globex"])[0])
+    return make_tokens(tmp_path_factory.mktemp("home"))
 
 
 async def serve(warehouse: Warehouse, tokens: Tokens) -> AsyncIterator[TestClient]:

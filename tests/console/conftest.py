@@ -6,7 +6,6 @@ module-scoped and closed before the browser module seeds its own (which the work
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,24 +14,11 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
-from consumers.console import TOKENS_FILE, TokenStore, create_token
+from consumers.console import TOKENS_FILE, TokenStore
 from consumers.warehouse import Warehouse, apply_migrations
 from consumers.worker import ConsoleDeps, create_console_app
+from tests.audit.conftest import Tokens, make_tokens
 from tests.console import seed
-
-
-@dataclass
-class Tokens:
-    home: Path
-    admin: str
-    acme: str
-    multi: str  # acme + globex
-
-
-def make_tokens(home: Path) -> Tokens:
-    path = home / TOKENS_FILE
-    return Tokens(home, create_token(path, ["*"])[0], create_token(path, ["acme"])[0],
-                  create_token(path, ["acme", "globex"])[0])
 
 
 def seeded_warehouse(path: Path, now: datetime) -> tuple[Warehouse, seed.Seed]:

@@ -114,6 +114,24 @@ async def read_topic(kafka: KafkaConfig, topic: str, count: int, timeout: float 
     return out
 
 
+class WrappedSink:
+    """A test sink around the real chdb sink: subclasses change ``write`` (fail, block, slow down)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+    async def write(self, rows: Any) -> None:
+        self.calls += 1
+        await self.inner.write(rows)
+
+
 def make_pipeline(kafka: KafkaConfig, warehouse: Warehouse, metrics: ConsumerMetrics, *,
                   name: str = "archiver", group: str | None = None, sink: Sink | None = None,
                   scorers: Sequence[Scorer] | None = None, max_records: int = 100, max_wait_ms: int = 300,

@@ -14,22 +14,15 @@ from consumers.sinks.clickhouse import ClickHouseSink
 from consumers.warehouse import Warehouse
 from schemas.config import KafkaConfig
 from schemas.events import Event
-from tests.consumers.conftest import make_event, make_pipeline, produce, read_topic, rows_final, wait_until
+from tests.consumers.conftest import WrappedSink, make_event, make_pipeline, produce, read_topic, rows_final, wait_until
 
 
-class FlakySink:
+class FlakySink(WrappedSink):
     """Fails ``failures`` times with TransientError, then delegates to the real chdb sink."""
 
     def __init__(self, inner: ClickHouseSink, failures: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.failures = failures
-        self.calls = 0
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def stop(self) -> None:
-        await self.inner.stop()
 
     async def write(self, rows: TableRows) -> None:
         self.calls += 1
@@ -137,16 +130,10 @@ async def _rows_in(warehouse: Warehouse, table: str, n: int) -> bool:
     return await rows_final(warehouse, table) == n
 
 
-class SlowSink:
+class SlowSink(WrappedSink):
     def __init__(self, inner: ClickHouseSink) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.writing = asyncio.Event()
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def stop(self) -> None:
-        await self.inner.stop()
 
     async def write(self, rows: TableRows) -> None:
         self.writing.set()

@@ -15,24 +15,17 @@ from consumers.pipeline import Pipeline
 from consumers.sinks.clickhouse import ClickHouseSink
 from consumers.warehouse import Warehouse
 from schemas.config import KafkaConfig
-from tests.consumers.conftest import make_event, make_pipeline, produce, rows_final, wait_until
+from tests.consumers.conftest import WrappedSink, make_event, make_pipeline, produce, rows_final, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class GateSink:
+class GateSink(WrappedSink):
     """Blocks every write until ``gate`` is set, then writes to chdb."""
 
     def __init__(self, inner: ClickHouseSink) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.gate = asyncio.Event()
-        self.calls = 0
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def stop(self) -> None:
-        await self.inner.stop()
 
     async def write(self, rows: TableRows) -> None:
         self.calls += 1
