@@ -96,6 +96,9 @@ async def test_child_scores_through_the_worker_and_restarts(kafka: KafkaConfig, 
         child = psutil.Process(tox["pid"])
         assert child.pid != os.getpid() and child.ppid() == os.getpid()
         assert child.nice() == min(19, psutil.Process().nice() + 10)
+        group = Path(f"/proc/{child.pid}/autogroup")
+        if group.exists():  # its own session, so its own autogroup: that group's nice must be lowered too
+            assert group.read_text().split()[-1] == str(child.nice())
 
         child.send_signal(signal.SIGKILL)  # mid-run: more events arrive while it is down
         await produce(kafka, events[40:])
