@@ -1,9 +1,14 @@
-"""Added latency of ``Redactor.redact`` (thread-pool hop included) for 1 KB and 8 KB prompts.
+"""Added latency of ``Redactor.redact`` (thread-pool hop included) for 1 KB and 8 KB prompts, and per turn
+of a multi-turn chat with and without the detection cache.
 
-    .venv/bin/python bench/pii_latency.py [--engine regex|ner|both] [--iterations N]
+    .venv/bin/python bench/pii_latency.py [--engine regex|ner|both] [--iterations N] [--conversations N]
 
 Prompts are ordinary prose with a few entities per KB (an email, a phone number, a card or an IBAN,
 and for the NER engine a person's name). One request at a time; p50/p99 in milliseconds.
+Chat: a system prompt plus alternating user/assistant messages drawn from the same prose; turn t sends
+the system prompt and the whole history (2t - 1 messages), as chat clients do. "cached" analyses with
+the tenant scope (a conversation's earlier messages are cache hits), "uncached" without; each
+conversation uses a fresh scope, so no hit crosses conversations.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ async def measure(redactor: Redactor, text: str, iterations: int) -> tuple[list[
     return wall, cpu
 
 
-async def run(engine: str, iterations: int) -> None:
+async def run(engine: str, iterations: int, conversations: int) -> None:
     entities = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS"]
     if engine == "ner":
         entities.append("PERSON")
@@ -80,15 +85,43 @@ async def run(engine: str, iterations: int) -> None:
             print(f"{engine:<6}{len(text):>6} chars  n={n:<4} wall p50 {pct(wall, 50):7.2f} ms  "
                   f"p99 {pct(wall, 99):7.2f} ms | cpu p50 {pct(cpu, 50):7.2f} ms  p99 {pct(cpu, 99):7.2f} ms"
                   f" | entities {sum(counts.values())}")
+        if conversations:
+            await chat(redactor, conversations if engine == "regex" else max(conversations // 4, 3))
+
+
+SYSTEM = ("You are the support assistant of Example Corp. Escalate billing issues to billing@example.com or "
+          "+1 415-555-0100, never promise refunds above 500 USD, and answer in at most 120 words. ")
+
+
+async def chat(redactor: Redactor, conversations: int, turns: int = 10) -> None:
+    """Per-turn wall time of redact_many over the history, cached (tenant scope) vs uncached."""
+    history = [f"(message {i}) {PARAGRAPHS[i % len(PARAGRAPHS)]}" for i in range(2 * turns)]  # all distinct
+    per_turn: dict[str, list[list[float]]] = {"uncached": [[] for _ in range(turns)],
+                                              "cached": [[] for _ in range(turns)]}
+    for c in range(conversations):
+        for mode in ("uncached", "cached"):
+            scope = f"bench-{c}" if mode == "cached" else None
+            for t in range(turns):
+                texts = [SYSTEM, *history[:2 * t + 1]]
+                started = time.perf_counter()
+                await redactor.redact_many(texts, scope=scope)
+                per_turn[mode][t].append((time.perf_counter() - started) * 1000)
+    chars = len(SYSTEM) + sum(len(h) for h in history[:2 * turns - 1])
+    for mode, rows in per_turn.items():
+        total = [sum(rows[t][c] for t in range(turns)) for c in range(conversations)]
+        print(f"{redactor.cfg.engine:<6}chat {turns} turns ({chars} chars at the last) {mode:<8} "
+              f"turn 1 p50 {pct(rows[0], 50):6.2f} ms  turn {turns} p50 {pct(rows[-1], 50):6.2f} ms  "
+              f"all turns p50 {pct(total, 50):7.2f} ms  (n={conversations})")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=["regex", "ner", "both"], default="both")
     parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--conversations", type=int, default=20, help="chats per mode (0: skip the chat case)")
     args = parser.parse_args()
     for engine in ("regex", "ner") if args.engine == "both" else (args.engine,):
-        asyncio.run(run(engine, args.iterations))
+        asyncio.run(run(engine, args.iterations, args.conversations))
 
 
 if __name__ == "__main__":

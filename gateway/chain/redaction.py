@@ -65,11 +65,11 @@ def _copy(body: dict[str, Any]) -> dict[str, Any]:
     return orjson.loads(orjson.dumps(body))  # type: ignore[no-any-return]
 
 
-async def events_texts(pol: CompiledPolicy, texts: list[str]) -> tuple[list[str], dict[str, int]]:
+async def events_texts(pol: CompiledPolicy, texts: list[str], tenant: str) -> tuple[list[str], dict[str, int]]:
     """``texts`` as the events policy stores them."""
     if not pol.events_actions or pol.redactor is None or not any(texts):
         return texts, {}
-    results = await pol.redactor.redact_many(texts, pol.events_actions)
+    results = await pol.redactor.redact_many(texts, pol.events_actions, scope=tenant)
     counts: dict[str, int] = {}
     for r in results:
         for e, n in r.counts.items():
@@ -81,7 +81,7 @@ async def capture_request(ex: Exchange, pol: CompiledPolicy, body: dict[str, Any
     """Set captured_messages / context_docs from ``body`` (not yet redacted for the events policy)."""
     refs = request_texts(ex.endpoint, body)
     n = len(refs)
-    texts, counts = await events_texts(pol, [r.text for r in refs] + ex.context_docs)
+    texts, counts = await events_texts(pol, [r.text for r in refs] + ex.context_docs, ex.tenant)
     for ref, t in zip(refs, texts[:n], strict=True):
         ref.set(t)
     ex.context_docs = texts[n:]
@@ -178,7 +178,8 @@ class RedactionStage:
             pm = PseudonymMap() if pol.pseudonymizing else None
             extra = ex.context_docs if same else []
             acts: Mapping[str, Action] = pol.input_actions
-            results = await pol.redactor.redact_many(texts + extra, acts, pseudonyms=pm)  # type: ignore[union-attr]
+            results = await pol.redactor.redact_many(texts + extra, acts, pseudonyms=pm,  # type: ignore[union-attr]
+                                                      scope=ex.tenant)
             texts = [r.text for r in results[:len(texts)]]
             if same:
                 ex.context_docs = [r.text for r in results[len(texts):]]
@@ -202,7 +203,7 @@ class RedactionStage:
         if not pol.events_actions:
             ex.captured_response = text
             return
-        texts, counts = await events_texts(pol, [text])
+        texts, counts = await events_texts(pol, [text], ex.tenant)
         ex.captured_response = texts[0]
         for e in set(counts) | set(out_counts):
             ex.pii_counts[e] = ex.pii_counts.get(e, 0) + max(counts.get(e, 0), out_counts.get(e, 0))
@@ -218,7 +219,8 @@ class RedactionStage:
         try:
             if pol.touches_output:
                 hits: set[str] = set()
-                texts = await process_texts(pol, ex.scratch.get("pseudonyms"), [r.text for r in refs], counts, hits)
+                texts = await process_texts(pol, ex.scratch.get("pseudonyms"), [r.text for r in refs], counts, hits,
+                                            ex.tenant)
                 for ref, t in zip(refs, texts, strict=True):
                     ref.set(t)
                 reply.raw_body = None

@@ -19,10 +19,10 @@ from gateway.redaction import PseudonymMap, StreamRedactor, StreamRestorer
 
 
 async def process_texts(pol: CompiledPolicy, pm: PseudonymMap | None, texts: list[str],
-                        counts: dict[str, int], hits: set[str]) -> list[str]:
-    """Whole texts (non-streamed answers)."""
+                        counts: dict[str, int], hits: set[str], tenant: str | None = None) -> list[str]:
+    """Whole texts (non-streamed answers). ``tenant``: the scope of the detection cache (None: no cache)."""
     if pol.output_actions and pol.redactor is not None and any(texts):
-        results = await pol.redactor.redact_many(texts, pol.output_actions)
+        results = await pol.redactor.redact_many(texts, pol.output_actions, scope=tenant)
         texts = [r.text for r in results]
         for r in results:
             for e, n in r.counts.items():

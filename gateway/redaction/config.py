@@ -91,6 +91,9 @@ class RedactionConfig(BaseModel):
     # bounds their time. 0 = always use the thread pool.
     inline_max_chars: NonNegativeInt = 1024
     stream_holdback_chars: int = Field(default=96, ge=16, le=4096)
+    # spans found per text, remembered (keyed digests, per tenant, LRU) so repeated texts — the same system
+    # prompt on every request, a chat's history re-sent on every turn — are analysed once; 0 = off
+    cache_entries: NonNegativeInt = 8192
     hash_secret: SecretStr | None = None  # None -> random per process (hashes stable per process only)
 
     @field_validator("entities", "entity_thresholds")

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from presidio_analyzer import AnalyzerEngine, PatternRecognizer, RecognizerRegistry
 from presidio_analyzer.nlp_engine import NlpEngine, NlpEngineProvider
-from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer
+from presidio_analyzer.predefined_recognizers import (
+    CreditCardRecognizer,
+    EmailRecognizer,
+    IbanRecognizer,
+    IpRecognizer,
+    PhoneRecognizer,
+    UsSsnRecognizer,
+)
 
 from gateway.redaction.config import EngineKind, RedactionConfig
 from gateway.redaction.phone import WindowedPhoneRecognizer
@@ -51,6 +58,27 @@ class Engine:
     key: EngineKey
     analyzer: AnalyzerEngine
     supported: frozenset[str]
+    # entities found only by the recognizers whose preconditions ``redactor.possible_entities`` knows
+    prefiltered: frozenset[str] = frozenset()
+
+
+# The recognizer classes whose patterns the prefilter's preconditions were derived from (redactor.py,
+# ``possible_entities``). An entity is prefiltered only when every recognizer that reports it is exactly
+# one of these: a custom recognizer for the same entity (or a new presidio recognizer) turns it off.
+PREFILTER_RECOGNIZERS: dict[str, type] = {
+    "EMAIL_ADDRESS": OfflineEmailRecognizer, "PHONE_NUMBER": WindowedPhoneRecognizer,
+    "CREDIT_CARD": CreditCardRecognizer, "US_SSN": UsSsnRecognizer, "IBAN_CODE": IbanRecognizer,
+    "IP_ADDRESS": IpRecognizer,
+}
+
+
+def prefilterable(recognizers: list[object]) -> frozenset[str]:
+    ok = set(PREFILTER_RECOGNIZERS)
+    for r in recognizers:
+        for entity in getattr(r, "supported_entities", ()):
+            if entity in ok and type(r) is not PREFILTER_RECOGNIZERS[entity]:
+                ok.discard(entity)
+    return frozenset(ok)
 
 
 def _nlp_configuration(key: EngineKey) -> dict[str, object]:
@@ -92,7 +120,8 @@ def build_analyzer(key: EngineKey, nlp_engine: NlpEngine, cfg: RedactionConfig) 
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[LANGUAGE])
     supported = frozenset(analyzer.get_supported_entities(language=LANGUAGE))
     analyzer.analyze(_WARM_UP, language=LANGUAGE)  # loads lazy parts (public-suffix snapshot) now
-    return Engine(key=key, analyzer=analyzer, supported=supported)
+    return Engine(key=key, analyzer=analyzer, supported=supported,
+                  prefiltered=prefilterable(list(registry.recognizers)))
 
 
 class EngineRegistry:

@@ -18,7 +18,7 @@ from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
 # a digit, then digits and the separators phone numbers use, ending in a digit; optional leading + or (
 _RUN = re.compile(r"[+\uFF0B(]?\d[\d\s().\-/\u2010-\u2015\u00A0]*\d")
-_MIN_DIGITS = 6
+MIN_DIGITS = 6  # fewer digits in a run: not a phone number in any region (redactor's prefilter too)
 _PAD = 3
 
 
@@ -27,7 +27,7 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
                 ) -> list[RecognizerResult]:
         results: list[RecognizerResult] = []
         for run in _RUN.finditer(text):
-            if sum(c.isdigit() for c in run.group()) < _MIN_DIGITS:
+            if sum(c.isdigit() for c in run.group()) < MIN_DIGITS:
                 continue
             lo, hi = max(0, run.start() - _PAD), min(len(text), run.end() + _PAD)
             window = text[lo:hi]

@@ -16,12 +16,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+import regex
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
+from gateway.redaction.cache import DetectionCache
 from gateway.redaction.config import Action, RedactionConfig
-from gateway.redaction.engines import LANGUAGE, Engine, EngineRegistry, default_registry
+from gateway.redaction.engines import LANGUAGE, PREFILTER_RECOGNIZERS, Engine, EngineRegistry, default_registry
 from gateway.redaction.errors import PIIBlocked, RedactionFailed
 from gateway.redaction.operators import Hasher, PseudonymMap, operator_for
+from gateway.redaction.phone import MIN_DIGITS as PHONE_MIN_DIGITS
 from gateway.redaction.recognizers import RegexBudget, RegexTimeout
 from gateway.redaction.spans import Span, resolve_overlaps
 
@@ -74,6 +77,7 @@ class Redactor:
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(cfg.max_concurrency, thread_name_prefix="pii")
         self._slots = asyncio.Semaphore(cfg.max_concurrency)
+        self._cache = DetectionCache(cfg.cache_entries) if cfg.cache_entries > 0 else None
         self._closed = False
 
     async def __aenter__(self) -> Redactor:
@@ -99,9 +103,10 @@ class Redactor:
         actions: Mapping[str, Action] | None = None,
         *,
         pseudonyms: PseudonymMap | None = None,
+        scope: str | None = None,
     ) -> RedactionResult:
         """Detect and replace PII in ``text``. ``actions`` replaces the config's entity map."""
-        return (await self.redact_many([text], actions, pseudonyms=pseudonyms))[0]
+        return (await self.redact_many([text], actions, pseudonyms=pseudonyms, scope=scope))[0]
 
     async def redact_many(
         self,
@@ -109,15 +114,17 @@ class Redactor:
         actions: Mapping[str, Action] | None = None,
         *,
         pseudonyms: PseudonymMap | None = None,
+        scope: str | None = None,
     ) -> list[RedactionResult]:
-        """Several strings of one request in one worker call; pseudonyms are shared across them."""
+        """Several strings of one request in one worker call; pseudonyms are shared across them.
+        ``scope`` (the tenant): detections are cached and reused within it; None = no cache."""
         acts = self._actions(actions)
         self._check_size(texts)
         if pseudonyms is None and "pseudonymize" in acts.values():
             pseudonyms = PseudonymMap()
 
         def work() -> list[RedactionResult]:
-            found = self.detect_sync(texts, acts)
+            found = self.detect_sync(texts, acts, scope)
             return [self.apply(t, s, acts, pseudonyms) for t, s in zip(texts, found, strict=True)]
 
         if self.cfg.engine == "regex" and sum(len(t) for t in texts) <= self.cfg.inline_max_chars:
@@ -131,27 +138,48 @@ class Redactor:
         return (await self._run(lambda: self.detect_sync([text], acts)))[0]
 
     # ---- sync core (runs in a worker thread) --------------------------------------------
-    def detect_sync(self, texts: Sequence[str], actions: Mapping[str, Action]) -> list[list[Span]]:
+    def detect_sync(self, texts: Sequence[str], actions: Mapping[str, Action],
+                    scope: str | None = None) -> list[list[Span]]:
         entities = self._entities(actions)
         if not entities:
             return [[] for _ in texts]
+        cache = self._cache if scope is not None else None
+        out: list[list[Span]] = [[] for _ in texts]
+        todo: list[tuple[int, list[str], bytes | None]] = []  # (index, entities it can hold, cache key)
+        for i, text in enumerate(texts):
+            possible = possible_entities(text, entities, self._engine.prefiltered)
+            if not possible:
+                continue  # nothing can match: no NLP pass, no analyzer, nothing worth caching
+            key = None
+            if cache is not None:
+                key = cache.key(scope, entities, text)  # type: ignore[arg-type]
+                hit = cache.get(key)
+                if hit is not None:
+                    out[i] = list(hit)
+                    continue
+            todo.append((i, possible, key))
+        if not todo:
+            return out
         analyzer = self._engine.analyzer
-        if self.cfg.engine == "regex" and not any(possible_entities(t, entities) for t in texts):
-            return [[] for _ in texts]  # nothing can match: skip the NLP pass and the analyzer
-        if self.cfg.engine == "ner" and len(texts) > 1:  # one spaCy pass over the batch
+        pending = [texts[i] for i, _, _ in todo]
+        if self.cfg.engine == "ner" and len(pending) > 1:  # one spaCy pass over the batch
             artifacts = [a for _, a in analyzer.nlp_engine.process_batch(
-                list(texts), LANGUAGE, batch_size=min(len(texts), 32))]
+                pending, LANGUAGE, batch_size=min(len(pending), 32))]
         else:
-            artifacts = [analyzer.nlp_engine.process_text(t, LANGUAGE) for t in texts]
-        with RegexBudget(self.cfg.timeout_s):
-            return [resolve_overlaps(self._analyze(t, entities, a)) for t, a in zip(texts, artifacts, strict=True)]
+            artifacts = [analyzer.nlp_engine.process_text(t, LANGUAGE) for t in pending]
+        with RegexBudget(self.cfg.timeout_s):  # raises on leaving when a regex ran out of time
+            for (i, possible, _), text, art in zip(todo, pending, artifacts, strict=True):
+                out[i] = resolve_overlaps(self._analyze(text, possible, art))
+        if cache is not None:  # only now: presidio swallows a regex timeout, leaving partial spans
+            for i, _, key in todo:
+                cache.put(key, tuple(out[i]))  # type: ignore[arg-type]
+        return out
 
     def _analyze(self, text: str, entities: Sequence[str], nlp_artifacts: NlpArtifacts) -> list[Span]:
-        """Phone numbers last, on the text with the other entities blanked out: phonenumbers parses
-        every digit run once per region (most of the regex engine's time), and a phone match inside a
-        card, IBAN or IP span would merge into that span anyway."""
+        """``entities``: those ``possible_entities`` left. Phone numbers last, on the text with the other
+        entities blanked out: phonenumbers parses every digit run once per region (most of the regex
+        engine's time), and a phone match inside a card, IBAN or IP span would merge into that span anyway."""
         analyzer = self._engine.analyzer
-        entities = possible_entities(text, entities)
         first = [e for e in entities if e != PHONE]
         spans: list[Span] = []
         for batch in (first, [PHONE] if PHONE in entities else []):
@@ -273,23 +301,54 @@ class Redactor:
 
 
 _DIGIT = re.compile(r"\d")
-# Built-in entities whose recognizers cannot match without a given character: skipping them when it is
-# absent (most prompts have no '@' and many no digit) saves most of the regex engine's time.
-_NEEDS_DIGIT = frozenset({"PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE"})
+# presidio's IBAN pattern starts so; the registry compiles it case-insensitively (lower-case IBANs match),
+# with the ``regex`` module, whose Unicode case folding this mirrors
+_IBAN_HEAD = regex.compile(r"[A-Z]{2}[0-9]{2}", flags=regex.IGNORECASE)
+ALL_PREFILTERED = frozenset(PREFILTER_RECOGNIZERS)
 
 
-def possible_entities(text: str, entities: Sequence[str]) -> list[str]:
-    has_digit = _DIGIT.search(text) is not None
-    out = []
+def _digits(text: str) -> int:
+    if text.isascii():
+        return sum(text.count(d) for d in "0123456789")
+    return len(_DIGIT.findall(text))  # any Unicode decimal digit, as the recognizers' \d
+
+
+def possible_entities(text: str, entities: Sequence[str],
+                      prefiltered: frozenset[str] = ALL_PREFILTERED) -> list[str]:
+    """``entities`` less those that cannot match ``text``: each built-in recognizer's patterns need a
+    character or a number of digits (most prompts have no '@', many no digit, few 13). Only entities in
+    ``prefiltered`` are dropped — the engine's set of entities reported by no recognizer but the ones these
+    rules were derived from (engines.PREFILTER_RECOGNIZERS), so a custom recognizer is never skipped.
+
+    - EMAIL_ADDRESS: an '@';
+    - PHONE_NUMBER: 6 digits (the windowed recognizer's smallest run);
+    - CREDIT_CARD: 13 digits (4 + 3 + 3 + 3 in presidio's pattern); US_SSN: 9 digits (every pattern);
+    - IBAN_CODE: two capitals then two digits (the pattern's head, case-sensitive);
+    - IP_ADDRESS: a ':' (IPv6, mapped forms) or a '.' and 4 digits (IPv4).
+    """
+    out: list[str] = []
+    digits = -1
     for e in entities:
-        if e in _NEEDS_DIGIT and not has_digit:
-            continue
-        if e == "EMAIL_ADDRESS" and "@" not in text:
-            continue
-        if e == "IP_ADDRESS" and not has_digit and ":" not in text:  # IPv4 needs digits, IPv6 a colon
-            continue
+        if e in prefiltered:
+            if e == "EMAIL_ADDRESS":
+                if "@" not in text:
+                    continue
+            elif e == "IBAN_CODE":
+                if _IBAN_HEAD.search(text) is None:
+                    continue
+            else:
+                if digits < 0:
+                    digits = _digits(text)
+                if e == "IP_ADDRESS":
+                    if ":" not in text and not (digits >= 4 and "." in text):
+                        continue
+                elif digits < _MIN_DIGITS[e]:
+                    continue
         out.append(e)
     return out
+
+
+_MIN_DIGITS = {"PHONE_NUMBER": PHONE_MIN_DIGITS, "CREDIT_CARD": 13, "US_SSN": 9}
 
 
 def _blank(text: str, spans: Sequence[Span]) -> str:
