@@ -43,6 +43,7 @@ import importlib.util
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -69,6 +70,14 @@ from gatewatch.procs import free_port, tansu_binary, wait_port  # noqa: E402
 
 PY = sys.executable
 ALL_CPUS = f"0-{max(0, (os.cpu_count() or 1) - 1)}"  # Procs pins with taskset: give every process all cores
+
+
+def cpus(args: argparse.Namespace, who: str) -> str:
+    """taskset list for ``who``: all cores, or with --pin-gateway the last core for the gateway alone."""
+    n = os.cpu_count() or 1
+    if not getattr(args, "pin_gateway", False) or n < 2:
+        return ALL_CPUS
+    return str(n - 1) if who == "gateway" else f"0-{n - 2}"
 CHAT = "/v1/chat/completions"
 SYSTEM = "You are a helpful assistant. The sea covers about 71 percent of the Earth's surface."
 PROMPT = "Write one short sentence about the sea."
@@ -252,7 +261,14 @@ def write_config(tmp: Path, args: argparse.Namespace, broker: str, mock: int) ->
     }
     if args.scorer_process:
         worker["scorer_process"] = args.scorer_process
-    cfg = {"gateway": {"host": "127.0.0.1", "port": gw_port}, "kafka": {"bootstrap_servers": broker},
+    if args.scorer_nice is not None:
+        worker["scorer_nice"] = args.scorer_nice
+    if args.fetch_max_wait_ms is not None:
+        worker["fetch_max_wait_ms"] = args.fetch_max_wait_ms
+    gateway: dict[str, Any] = {"host": "127.0.0.1", "port": gw_port}
+    if args.emitter_batch_max is not None:
+        gateway["emitter"] = {"batch_max": args.emitter_batch_max}
+    cfg = {"gateway": gateway, "kafka": {"bootstrap_servers": broker},
            "models": {"bench-chat": {"deployments": [{"name": f"mock-{mock}", "model": "gpt-4o-mini",
                                                       "base_url": f"http://127.0.0.1:{mock}/v1"}]}},
            "tenants": {"default": {"capture": "full"}}, "worker": worker}
@@ -265,12 +281,13 @@ def start_all(args: argparse.Namespace, procs: Any, tmp: Path, res: dict[str, An
     host, port = "127.0.0.1", free_port()
     url = f"tcp://{host}:{port}"  # the command line of gatewatch.procs.TansuBroker, under Procs (process group)
     procs.start("tansu", [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                          "--storage-engine", "memory://tansu/"], ALL_CPUS, {"RUST_LOG": "warn"}, project=False)
+                          "--storage-engine", "memory://tansu/"], cpus(args, "tansu"), {"RUST_LOG": "warn"},
+                project=False)
     wait_port(host, port, 20)
     mock = free_port()
     mock_cmd = [PY, "-m", "gatewatch", "--log-level", "WARNING", "mock-upstream", "--port", str(mock),
                 "--record-last", "0"]
-    mp = None if args.direct else procs.start("mock", mock_cmd, ALL_CPUS)
+    mp = None if args.direct else procs.start("mock", mock_cmd, cpus(args, "mock"))
     if mp is not None:
         wait_port("127.0.0.1", mock, 30, mp)
     cfg, gw_port, console = write_config(tmp, args, f"{host}:{port}", mock)
@@ -279,7 +296,7 @@ def start_all(args: argparse.Namespace, procs: Any, tmp: Path, res: dict[str, An
     g_home.mkdir()
     t0 = time.monotonic()
     worker = procs.start("worker", [PY, "-m", "gatewatch", "-c", str(cfg), "--log-level", "INFO", "worker"],
-                         ALL_CPUS, {"GATEWATCH_HOME": str(w_home)})
+                         cpus(args, "worker"), {"GATEWATCH_HOME": str(w_home)})
     keys = subprocess.run([PY, "-m", "gatewatch", "-c", str(cfg), "keys", "create", "--tenant", "bench"],
                           capture_output=True, text=True, cwd=ROOT, env={**os.environ, "GATEWATCH_HOME": str(g_home)},
                           timeout=60, check=False)
@@ -292,7 +309,7 @@ def start_all(args: argparse.Namespace, procs: Any, tmp: Path, res: dict[str, An
     gw, gbase = None, f"http://127.0.0.1:{gw_port}"
     if not args.direct:
         gw = procs.start("gateway", [PY, "-m", "gatewatch", "-c", str(cfg), "--log-level", "WARNING", "gateway"],
-                         ALL_CPUS, {"GATEWATCH_HOME": str(g_home)})
+                         cpus(args, "gateway"), {"GATEWATCH_HOME": str(g_home)})
         bg.wait_http(gbase + "/readyz", 60, gw)
         bg.wait_http(gbase + CHAT, 30, gw, chat_body(), headers)
         log(f"gateway ready on {gbase}")
@@ -349,6 +366,24 @@ def throughput(samples: list[dict[str, Any]], t0: float, t1: float) -> dict[str,
     return out
 
 
+def own_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` alone (all its threads, none of its children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process(procs: Any) -> dict[str, float]:
+    """CPU seconds so far per started process with its descendants; the worker's scorer child also apart."""
+    started = dict(procs.items)
+    out = {name: bg.cpu_seconds(proc.pid) for name, proc in started.items()}
+    if "worker" in started:
+        out["worker's scorer child"] = out["worker"] - own_cpu_seconds(started["worker"].pid)
+    return out
+
+
 def run(args: argparse.Namespace, procs: Any, tmp: Path, res: dict[str, Any]) -> None:
     ctx = start_all(args, procs, tmp, res)
     took = warm_up(ctx, args.pipelines)
@@ -357,7 +392,8 @@ def run(args: argparse.Namespace, procs: Any, tmp: Path, res: dict[str, Any]) ->
     w_ev0 = events_of(worker_metrics(ctx["wbase"]))
     sampler = Sampler(ctx["wbase"])
     sampler.start()
-    cpu0 = {name: bg.cpu_seconds(proc.pid) for name, proc in procs.items}
+    cpu0 = cpu_by_process(procs)
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the load generator is a waited-for child
     res["load_avg_start"] = os.getloadavg()
     t_start = dt.datetime.now(dt.UTC)
     m0 = time.time()
@@ -366,12 +402,16 @@ def run(args: argparse.Namespace, procs: Any, tmp: Path, res: dict[str, Any]) ->
     if args.direct:
         r = run_producer(ctx["bootstrap"], args.rate, args.duration)
     else:
-        r = bg.Client(ALL_CPUS, 10.0).load(ctx["gbase"] + CHAT, args.rate, args.duration, chat_body(),
+        r = bg.Client(cpus(args, "loadgen"), 10.0).load(ctx["gbase"] + CHAT, args.rate, args.duration, chat_body(),
                                             headers=ctx["headers"])
     m1 = time.time()
     t_end = dt.datetime.now(dt.UTC)
+    loadgen_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     res["load_avg_end_of_load"] = os.getloadavg()
-    res["cpu_s_during_load"] = {name: round(bg.cpu_seconds(proc.pid) - cpu0[name], 1) for name, proc in procs.items}
+    cpu1 = cpu_by_process(procs)
+    res["cpu_s_during_load"] = {name: round(cpu1[name] - cpu0.get(name, 0.0), 1) for name in cpu1}
+    res["cpu_s_during_load"]["load generator"] = round(
+        loadgen_cpu.ru_utime + loadgen_cpu.ru_stime - children0.ru_utime - children0.ru_stime, 1)
     res["cpu_s_during_load"]["wall_s"] = round(m1 - m0, 1)
     res["load"] = r
     log(f"load done: {r if args.direct else bg.short(r)}")
@@ -494,6 +534,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--wait-scorers", action="store_true", help="also wait (same timeout) for the scorers")
     ap.add_argument("--scorer-process", choices=["auto", "inline", "child"], default=None,
                     help="worker.scorer_process (worker default auto: the scorers in a child process)")
+    ap.add_argument("--scorer-nice", type=int, default=None, help="worker.scorer_nice (worker default 10)")
+    ap.add_argument("--emitter-batch-max", type=int, default=None,
+                    help="gateway.emitter.batch_max (gateway default 500)")
+    ap.add_argument("--fetch-max-wait-ms", type=int, default=None,
+                    help="worker.fetch_max_wait_ms (worker default 500)")
+    ap.add_argument("--pin-gateway", action="store_true",
+                    help="the gateway alone on the last core, everything else on the others (default: no pinning)")
     ap.add_argument("--direct", action="store_true",
                     help="no gateway: produce gateway-shaped events straight to Kafka at --rate (ts_end = send time)")
     ap.add_argument("--out-dir", type=Path, default=HERE / "results")

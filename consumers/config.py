@@ -12,6 +12,7 @@ Example::
       scorers: {device: cuda, toxicity: {backend: detoxify}}
       scorer_process: auto   # auto | inline | child: where the scorer pipelines run (see below)
       scorer_nice: 10        # CPU niceness added in that child process
+      scorer_sched: idle     # idle (SCHED_IDLE: runs only on CPU nothing else wants) | normal
       scorer_child_stall_s: 120   # a child silent this long (hung, stopped) is killed and restarted
       alerts: {rules_file: /etc/gatewatch/alerts.yaml, interval_s: 30}   # default: <home>/alerts.yaml if present
 
@@ -88,6 +89,10 @@ class WorkerConfig(BaseModel):
     alerts: AlertsConfig = AlertsConfig()
     scorer_process: Literal["auto", "inline", "child"] = "auto"
     scorer_nice: int = Field(default=10, ge=0, le=19)  # added to the worker's niceness in the scorer child
+    # idle: the scorer child's threads run under SCHED_IDLE — any other runnable task preempts them at once,
+    # so on a full machine scoring only gets what is left (it falls behind; the audit log does not);
+    # normal: only the niceness applies
+    scorer_sched: Literal["idle", "normal"] = "idle"
     # the scorer child reports about once a second; silent this long (from its spawn: imports and first
     # status included) it is killed and restarted
     scorer_child_stall_s: float = Field(default=120.0, ge=2.0)

@@ -144,8 +144,8 @@ def _scorer_process(settings: Settings, cfg: WorkerConfig, dsn: str, dlq: str,
     spec = {"worker": cfg.model_dump(mode="json"), "kafka": settings.kafka.model_dump(mode="json"), "dsn": dsn,
             "dlq_owner": dlq, "log_level": logging.getLogger().getEffectiveLevel()}
     return ScorerProcess(names, spec, warehouse=warehouse if is_embedded(dsn) else None, nice=cfg.scorer_nice,
-                         max_rows_per_insert=cfg.max_rows_per_insert, stop_timeout_s=cfg.shutdown_timeout_s,
-                         stall_s=cfg.scorer_child_stall_s)
+                         sched=cfg.scorer_sched, max_rows_per_insert=cfg.max_rows_per_insert,
+                         stop_timeout_s=cfg.shutdown_timeout_s, stall_s=cfg.scorer_child_stall_s)
 
 
 async def run_worker(settings: Settings, *, stop_event: asyncio.Event | None = None,

@@ -54,7 +54,7 @@ STOP_GRACE_S = 10.0  # beyond the pipelines' own shutdown timeout (consumer clos
 
 class ScorerProcess:
     def __init__(self, names: Sequence[str], spec: dict[str, Any], *, warehouse: Warehouse | None,
-                 nice: int = 10, max_rows_per_insert: int = 50_000, stop_timeout_s: float = 30.0,
+                 nice: int = 10, sched: str = "idle", max_rows_per_insert: int = 50_000, stop_timeout_s: float = 30.0,
                  restart_base_s: float = 1.0, restart_max_s: float = 30.0, stable_s: float = 60.0,
                  stall_s: float = 120.0) -> None:
         if stall_s <= 0:
@@ -63,6 +63,7 @@ class ScorerProcess:
         self.spec = {**spec, "t": "spec", "pipelines": list(self.names), "forward": warehouse is not None}
         self.warehouse = warehouse  # None: the child writes to a ClickHouse server itself
         self.nice = nice
+        self.sched = sched
         self.max_rows_per_insert = max_rows_per_insert
         self.stop_timeout_s = stop_timeout_s
         self.restart_base_s, self.restart_max_s, self.stable_s = restart_base_s, restart_max_s, stable_s
@@ -143,7 +144,8 @@ class ScorerProcess:
         proc = self.proc
         self._status, self._down, self._stalled = None, None, False
         self._heard = time.monotonic()
-        log.info("scorer process %d started for %s (nice +%d)", proc.pid, ", ".join(self.names), self.nice)
+        log.info("scorer process %d started for %s (nice +%d, %s scheduling)", proc.pid, ", ".join(self.names),
+                 self.nice, self.sched)
         if self._stopping:  # stop() came while it was being spawned
             self._signal(signal.SIGTERM)
         channel = await Channel.open(ours)
@@ -182,7 +184,7 @@ class ScorerProcess:
 
     def _command(self, fd: int) -> list[str]:
         return [sys.executable, "-m", "consumers.child.host", "--fd", str(fd), "--parent-pid", str(os.getpid()),
-                "--nice", str(self.nice)]
+                "--nice", str(self.nice), "--sched", self.sched]
 
     @staticmethod
     def _env() -> dict[str, str]:

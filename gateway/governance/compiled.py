@@ -23,7 +23,8 @@ def redaction_config(pii: PIIPolicy, hash_secret: str | None = None, max_concurr
     return RedactionConfig(engine=pii.engine, entities=acting, custom_recognizers=pii.custom_recognizers,
                            score_threshold=pii.score_threshold, entity_thresholds=pii.entity_thresholds,
                            stream_holdback_chars=pii.stream_holdback_chars, max_input_chars=pii.max_input_chars,
-                           timeout_s=pii.timeout_s, max_concurrency=max_concurrency, **extra)  # type: ignore[arg-type]
+                           timeout_s=pii.timeout_s, cache_entries=pii.cache_entries,
+                           max_concurrency=max_concurrency, **extra)  # type: ignore[arg-type]
 
 
 def _acting(actions: Mapping[str, Action]) -> dict[str, Action]:

@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     field_validator,
@@ -98,6 +99,9 @@ class PIIPolicy(BaseModel):
     stream_holdback_chars: int = Field(default=96, ge=16, le=4096)
     max_input_chars: PositiveInt = 200_000
     timeout_s: PositiveFloat = 2.0
+    # detections remembered per tenant (keyed digests, never text) so a repeated system prompt or chat
+    # history is analysed once; 0 turns the cache off for this policy
+    cache_entries: NonNegativeInt = 8192
 
     @model_validator(mode="after")
     def _check(self) -> PIIPolicy:

@@ -64,3 +64,20 @@ def test_a_refused_write_is_logged_not_fatal(tmp_path: Path) -> None:
     out = _run(2, str(missing_dir), new_session=True)
     assert int(out.stdout.split()[0]) == min(19, _own_nice() + 2)
     assert "could not set the autogroup nice" in out.stderr
+
+
+IDLE_SCRIPT = """
+import os, threading
+from consumers.child.host import run_when_idle
+ok = run_when_idle()
+seen = []
+t = threading.Thread(target=lambda: seen.append(os.sched_getscheduler(0)))  # started later: inherits it
+t.start(); t.join()
+print(ok, os.sched_getscheduler(0) == os.SCHED_IDLE, seen[0] == os.SCHED_IDLE)
+"""
+
+
+def test_run_when_idle_covers_threads_started_later() -> None:
+    out = subprocess.run([sys.executable, "-c", IDLE_SCRIPT], capture_output=True, text=True, timeout=60,
+                         check=True)
+    assert out.stdout.split() == ["True", "True", "True"], out.stderr

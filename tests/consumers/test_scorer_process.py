@@ -99,6 +99,9 @@ async def test_child_scores_through_the_worker_and_restarts(kafka: KafkaConfig, 
         group = Path(f"/proc/{child.pid}/autogroup")
         if group.exists():  # its own session, so its own autogroup: that group's nice must be lowered too
             assert group.read_text().split()[-1] == str(child.nice())
+        policies = {int(Path(f"/proc/{child.pid}/task/{t.id}/stat").read_text().rpartition(")")[2].split()[38])
+                    for t in child.threads()}
+        assert policies == {os.SCHED_IDLE}  # every thread (torch's and the tokenizers' too) runs SCHED_IDLE
 
         child.send_signal(signal.SIGKILL)  # mid-run: more events arrive while it is down
         await produce(kafka, events[40:])

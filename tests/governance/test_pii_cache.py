@@ -45,3 +45,13 @@ async def test_repeated_texts_hit_within_a_tenant_only(make_gateway: GatewayFact
     assert "<EMAIL_ADDRESS>" in str(bodies[1]) or "EMAIL_ADDRESS" in str(bodies[1])
     for ev in g.emitter.events:
         assert "ann@example.com" not in str(ev) and "212-555-0199" not in str(ev)
+
+
+def test_policy_can_turn_the_cache_off() -> None:
+    from gateway.governance.compiled import redaction_config
+    from gateway.governance.policy import PIIPolicy
+
+    assert redaction_config(PIIPolicy()).cache_entries == 8192
+    assert redaction_config(PIIPolicy(cache_entries=0)).cache_entries == 0
+    with pytest.raises(ValueError):
+        PIIPolicy(cache_entries=-1)
