@@ -33,7 +33,12 @@ from schemas.config import KafkaConfig
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 1 << 20  # producer max_request_size (Kafka's default message.max.bytes is ~1 MiB)
-MAX_BATCH_BYTES = 256 << 10  # one record batch per partition and request
+# One record batch per partition and request, as large as a request may be (uncompressed size, so the
+# compressed batch is smaller still). aiokafka keeps one batch per partition in flight and queues the next
+# builder until it is acknowledged, so a partition's throughput is this size per round trip: at 256 KiB
+# (~250 events) a saturated gateway, whose round trips stretch to 0.2-1 s, delivered fewer events per
+# second than it answered (all of one tenant's events share a partition) and its queue grew without bound.
+MAX_BATCH_BYTES = 960 << 10
 # the broker refused these records for good: retrying (or spooling) them cannot help
 PERMANENT_ERRORS = (MessageSizeTooLargeError, RecordListTooLargeError, CorruptRecordException, InvalidTopicError)
 _partitioner = DefaultPartitioner()
