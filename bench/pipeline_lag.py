@@ -256,7 +256,7 @@ def write_config(tmp: Path, args: argparse.Namespace, broker: str, mock: int) ->
     worker: dict[str, Any] = {
         "pipelines": args.pipelines, "console_port": console,
         "batch": {"max_records": args.max_records, "max_wait_ms": args.max_wait_ms},
-        "scorers": {"device": "cpu"},
+        "scorers": {"device": "cpu", **({"cpu_threads": args.scorer_threads} if args.scorer_threads else {})},
         "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000,
     }
     if args.scorer_process:
@@ -535,6 +535,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--scorer-process", choices=["auto", "inline", "child"], default=None,
                     help="worker.scorer_process (worker default auto: the scorers in a child process)")
     ap.add_argument("--scorer-nice", type=int, default=None, help="worker.scorer_nice (worker default 10)")
+    ap.add_argument("--scorer-threads", type=int, default=None,
+                    help="worker.scorers.cpu_threads (default: one per core)")
     ap.add_argument("--emitter-batch-max", type=int, default=None,
                     help="gateway.emitter.batch_max (gateway default 500)")
     ap.add_argument("--fetch-max-wait-ms", type=int, default=None,

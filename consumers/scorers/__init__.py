@@ -6,25 +6,41 @@ import their module lazily, so importing this package pulls in neither torch nor
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from consumers.contracts import Scorer
 from consumers.scorers.config import ScorersConfig
 
 
+def limit_cpu_threads(cfg: ScorersConfig) -> None:
+    """Apply ``cpu_threads`` (process-wide) before a model loads: torch's intra-op pool, and the fast
+    tokenizers' Rust pool (RAYON_NUM_THREADS is read when that pool first starts)."""
+    if cfg.cpu_threads is None:
+        return
+    os.environ.setdefault("RAYON_NUM_THREADS", str(cfg.cpu_threads))
+    import torch
+
+    if torch.get_num_threads() != cfg.cpu_threads:
+        torch.set_num_threads(cfg.cpu_threads)
+
+
 def _toxicity(cfg: ScorersConfig) -> Scorer:
+    limit_cpu_threads(cfg)
     from consumers.scorers.toxicity import ToxicityScorer
 
     return ToxicityScorer(cfg)
 
 
 def _factuality(cfg: ScorersConfig) -> Scorer:
+    limit_cpu_threads(cfg)
     from consumers.scorers.factuality import FactualityScorer
 
     return FactualityScorer(cfg)
 
 
 def _drift(cfg: ScorersConfig) -> Scorer:
+    limit_cpu_threads(cfg)
     from consumers.scorers.drift import DriftScorer
 
     return DriftScorer(cfg)
@@ -36,4 +52,4 @@ SCORER_FACTORIES: dict[str, Callable[[ScorersConfig], Scorer]] = {
     "drift": _drift,
 }
 
-__all__ = ["SCORER_FACTORIES", "ScorersConfig"]
+__all__ = ["SCORER_FACTORIES", "ScorersConfig", "limit_cpu_threads"]

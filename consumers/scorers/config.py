@@ -111,6 +111,9 @@ class ScorersConfig(_Config):
     # padded lengths (shapes repeat); steps of 32 keep padding under ~25% for typical 100-200 token texts
     length_buckets: tuple[PositiveInt, ...] = (32, 64, 96, 128, 160, 192, 224, 256)
     tokenizer_threads: PositiveInt = 4  # parallel host tokenization (fast tokenizers release the GIL)
+    # CPU threads for model work (torch intra-op, and the fast tokenizers' own pool); None = one per core.
+    # On a machine shared with a gateway, 1 keeps scoring to one core at a time.
+    cpu_threads: PositiveInt | None = None
     compile: bool = False  # torch.compile(dynamic=True) on GPU
     toxicity: ToxicityConfig = ToxicityConfig()
     factuality: FactualityConfig = FactualityConfig()

@@ -81,3 +81,22 @@ def test_runner_keeps_input_order_and_matches_an_unpadded_forward(tiny_base_dir)
                          for t in texts])
     np.testing.assert_allclose(got, want, atol=1e-4)
     assert runner.run([]).shape == (0,)
+
+
+def test_cpu_threads_limits_torch_and_the_tokenizers_pool() -> None:
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os, torch\n"
+        "from consumers.scorers import ScorersConfig, limit_cpu_threads\n"
+        "before = torch.get_num_threads()\n"
+        "limit_cpu_threads(ScorersConfig())\n"
+        "unchanged = torch.get_num_threads() == before and 'RAYON_NUM_THREADS' not in os.environ\n"
+        "limit_cpu_threads(ScorersConfig(cpu_threads=1))\n"
+        "print(unchanged, torch.get_num_threads(), os.environ.get('RAYON_NUM_THREADS'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAYON_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env,
+                         check=True)
+    assert out.stdout.split() == ["True", "1", "1"], out.stderr
