@@ -477,7 +477,7 @@ def report(res: dict[str, Any]) -> str:
             lines.append("load: " + bg.short(res["load"]) + f"; gateway events (non-zero counters): {evs}")
         cpu = dict(res["cpu_s_during_load"])
         wall = cpu.pop("wall_s")
-        lines.append(f"CPU s during the load ({wall} s wall, {os.cpu_count()} cores; the load generator not counted): "
+        lines.append(f"CPU s during the load ({wall} s wall, {os.cpu_count()} cores; a process includes its children): "
                      + ", ".join(f"{k} {v}" for k, v in cpu.items()))
     wh = res.get("warehouse")
     if wh:
