@@ -81,6 +81,7 @@ class WorkerConfig(BaseModel):
     fetch_max_bytes: PositiveInt = 16 * 1024 * 1024
     max_partition_fetch_bytes: PositiveInt = 2 * 1024 * 1024
     fetch_max_wait_ms: PositiveInt = 500  # how long a broker may hold a fetch for more data (aiokafka default)
+    lag_interval_s: PositiveFloat = 1.0  # how often gatewatch_consumer_lag is refreshed (and after each commit)
     console_host: str = "127.0.0.1"
     console_port: int = Field(default=8081, ge=0, le=65535)  # 0 = any free port (tests)
     events_retention_days: PositiveInt = DEFAULT_RETENTION_DAYS

@@ -89,3 +89,17 @@ async def test_stop_cuts_the_batch_window_short_and_keeps_the_partial_batch(
         assert sum([await probe.committed(TopicPartition(kafka.topic, p)) or 0 for p in range(3)]) == 12
     finally:
         await probe.stop()
+
+
+def test_worker_config_sets_the_lag_refresh_interval() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from consumers.config import WorkerConfig
+    from consumers.registry import PipelineContext, archiver_pipeline
+
+    ctx = PipelineContext(KafkaConfig(), WorkerConfig(lag_interval_s=0.25), None, ConsumerMetrics(CollectorRegistry()),
+                          "archiver", sink_factory=lambda _: WrappedSink(None))  # type: ignore[arg-type]
+    assert archiver_pipeline(ctx).source.cfg.lag_interval_s == 0.25
+    assert WorkerConfig().lag_interval_s == 1.0
+    with pytest.raises(ValueError):
+        WorkerConfig(lag_interval_s=0)
