@@ -1,4 +1,4 @@
-"""The scorer child process: ``python -m consumers.child.host --fd N --parent-pid P --nice K``.
+"""The scorer child process: ``python -m consumers.child.host --fd N --parent-pid P --nice K --sched idle``.
 
 Started by the worker (``supervisor.py``), never by hand. It reads its ``spec`` from the channel, builds
 the scorer pipelines with the worker's own registry code (same Kafka source and consumer groups, commit
