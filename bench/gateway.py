@@ -125,14 +125,22 @@ def rss_mb(pid: int) -> float:
     return round(total / 1024, 1)
 
 
+def own_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` alone (all its threads, none of its children); 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` and its descendants (children still running)."""
-    total, todo, tick = 0.0, [pid], os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
     while todo:
         p = todo.pop()
+        total += own_cpu_seconds(p)
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
     return total

@@ -366,21 +366,12 @@ def throughput(samples: list[dict[str, Any]], t0: float, t1: float) -> dict[str,
     return out
 
 
-def own_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` alone (all its threads, none of its children)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def cpu_by_process(procs: Any) -> dict[str, float]:
     """CPU seconds so far per started process with its descendants; the worker's scorer child also apart."""
     started = dict(procs.items)
     out = {name: bg.cpu_seconds(proc.pid) for name, proc in started.items()}
     if "worker" in started:
-        out["worker's scorer child"] = out["worker"] - own_cpu_seconds(started["worker"].pid)
+        out["worker's scorer child"] = out["worker"] - bg.own_cpu_seconds(started["worker"].pid)
     return out
 
 

@@ -21,7 +21,7 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from gateway.redaction.cache import DetectionCache
 from gateway.redaction.config import Action, RedactionConfig
-from gateway.redaction.engines import LANGUAGE, PREFILTER_RECOGNIZERS, Engine, EngineRegistry, default_registry
+from gateway.redaction.engines import LANGUAGE, Engine, EngineRegistry, default_registry
 from gateway.redaction.errors import PIIBlocked, RedactionFailed
 from gateway.redaction.operators import Hasher, PseudonymMap, operator_for
 from gateway.redaction.phone import MIN_DIGITS as PHONE_MIN_DIGITS
@@ -304,7 +304,6 @@ _DIGIT = re.compile(r"\d")
 # presidio's IBAN pattern starts so; the registry compiles it case-insensitively (lower-case IBANs match),
 # with the ``regex`` module, whose Unicode case folding this mirrors
 _IBAN_HEAD = regex.compile(r"[A-Z]{2}[0-9]{2}", flags=regex.IGNORECASE)
-ALL_PREFILTERED = frozenset(PREFILTER_RECOGNIZERS)
 
 
 def _digits(text: str) -> int:
@@ -313,8 +312,7 @@ def _digits(text: str) -> int:
     return len(_DIGIT.findall(text))  # any Unicode decimal digit, as the recognizers' \d
 
 
-def possible_entities(text: str, entities: Sequence[str],
-                      prefiltered: frozenset[str] = ALL_PREFILTERED) -> list[str]:
+def possible_entities(text: str, entities: Sequence[str], prefiltered: frozenset[str]) -> list[str]:
     """``entities`` less those that cannot match ``text``: each built-in recognizer's patterns need a
     character or a number of digits (most prompts have no '@', many no digit, few 13). Only entities in
     ``prefiltered`` are dropped — the engine's set of entities reported by no recognizer but the ones these

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,13 +25,11 @@ def _run(increment: int, autogroup: str, new_session: bool) -> subprocess.Comple
 
 
 def _own_nice() -> int:
-    import os
-
     return os.nice(0)
 
 
 @pytest.mark.skipif(not AUTOGROUP.exists(), reason="kernel without CONFIG_SCHED_AUTOGROUP")
-def test_session_leader_sets_its_autogroup_nice(tmp_path: Path) -> None:
+def test_session_leader_sets_its_autogroup_nice() -> None:
     # the real file: in its own session the child may change its own group (raising needs no privilege)
     script = SCRIPT + "print(open('/proc/self/autogroup').read().strip())\n"
     out = subprocess.run([sys.executable, "-c", script, "7", str(AUTOGROUP)], capture_output=True, text=True,
