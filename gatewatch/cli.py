@@ -12,6 +12,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from gatewatch import logsafe
 from gatewatch.config import ConfigError, Settings, config_path, load_settings
 
 
@@ -392,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = args.log_level or ("INFO" if args.cmd in SERVICES else "WARNING")
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsafe.install()  # credentials are scrubbed from every line and traceback this process writes
     quiet_presidio()
     try:
         return int(args.func(args) or 0)

@@ -58,20 +58,22 @@ def create_app(settings: Settings, emitter: Emitter, *, keystore: KeyStore | Non
     keys = keystore or KeyStore(settings.keys_file)
     router = Router(settings.models, settings.routing, forward_headers=forward_headers)
     auth = AuthStage(keys, allow_unauthenticated=gw.allow_unauthenticated)
+    hash_secret = gov.hash_secret.get_secret_value() if gov.hash_secret else None
     policies = PolicyStore(settings.policy_dir, poll_s=gov.reload_poll_s, pii_threads=gov.pii_threads,
-                           hash_secret=gov.hash_secret.get_secret_value() if gov.hash_secret else None)
+                           hash_secret=hash_secret)
     usage = UsageTracker(settings.usage_file, gov.usage_flush_s)
 
     def capture_for(tenant: str) -> str:
         current = policies.current
-        mode = current.for_tenant(tenant).policy.capture if current is not None else None
+        mode = current.capture(tenant) if current is not None else None  # "none" for a refused tenant
         return mode or settings.tenant(tenant).capture
 
-    emit = EmitStage(emitter, instance_id(gw.instance_id), capture_for, router.price)
+    emit = EmitStage(emitter, instance_id(gw.instance_id), capture_for, router.price, router.model_label)
     policy = PolicyStage(policies, keys, limiter or InMemoryLimiter(), usage, router.price)
-    chain = build_chain([emit, CaptureGuard(policies), auth, ParseStage(), policy, RedactionStage(), *extra_stages],
+    chain = build_chain([emit, CaptureGuard(policies, hash_secret), auth, ParseStage(), policy, RedactionStage(), *extra_stages],
                         UpstreamCall(router))
     readiness: dict[str, Any] = {"started": False, "shutting_down": False, "emitter": emitter.status}
+    readiness["policy"] = policies.status  # rejected policy files: a /readyz detail, not unreadiness
     api = Api(chain, auth, router, gw.max_body_bytes, readiness)
 
     app = web.Application(middlewares=[errors_middleware], client_max_size=gw.max_body_bytes,
@@ -95,6 +97,7 @@ def create_app(settings: Settings, emitter: Emitter, *, keystore: KeyStore | Non
         reloader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reloader
+        await api.drain(timeout=10.0)  # events of answers whose client hung up, before the emitter stops
         await router.stop()
         await emitter.stop(timeout=10.0)
         await usage.stop()

@@ -122,3 +122,11 @@ class UpstreamStatusError(UpstreamError):
             return {"error": {"message": err.get("message"), "type": err.get("type", self.type),
                               "code": err.get("code"), "param": err.get("param")}}
         return super().to_body()
+
+
+class PolicyUnavailable(ServiceUnavailable):
+    """This tenant's policy file was rejected at reload and the tenant has no earlier good policy: its
+    requests are refused (fail closed), never served by the defaults, until the file is fixed. The message
+    names neither the file nor its errors (those are in the gateway's log)."""
+
+    code = "policy_unavailable"

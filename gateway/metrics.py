@@ -19,6 +19,8 @@ CIRCUIT_OPEN = Gauge("gatewatch_circuit_open", "1 when a deployment's circuit is
 TOKENS = Counter("gatewatch_tokens_total", "Tokens by direction", ["model", "direction"])
 COST = Counter("gatewatch_cost_usd_total", "Cost in USD from the price table", ["model"])
 STREAM_ERRORS = Counter("gatewatch_stream_errors_total", "Streams ended by an error event", ["reason"])
+EVENTS_SANITIZED = Counter("gatewatch_events_sanitized_total",
+                           "Events whose strings held code points JSON cannot carry (stored escaped)")
 CLIENT_DISCONNECTS = Counter("gatewatch_client_disconnects_total", "Clients that went away mid-request")
 
 _children: dict[tuple[int, tuple[str, ...]], object] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.auth.keys import KeyStore
 from gateway.chain.base import Exchange, Next, Reply
+from gateway.chain.parse import check_headers
 from gateway.errors import Unauthorized
 
 
@@ -28,6 +29,10 @@ class AuthStage:
 
     def authenticate(self, ex: Exchange) -> None:
         token = bearer_token(ex.headers)
+        if token is not None and not token.isascii():
+            ex.tenant = "unauthenticated"
+            check_headers(ex.headers)  # names the undecodable header (a UTF-8 non-ASCII key is just wrong)
+            raise Unauthorized("Incorrect API key provided.")
         if token is None:
             if self.allow_unauthenticated:
                 ex.tenant = "anonymous"

@@ -46,14 +46,20 @@ class Reply:
 
 
 async def run_after(reply: Reply) -> None:
-    """Run a reply's deferred bookkeeping in order; one failing step is logged and does not stop the rest."""
+    """Run a reply's deferred bookkeeping in order; one failing step is logged and does not stop the rest.
+    The log line names the step, never its arguments (an Exchange holds the caller's headers and text)."""
     for step in reply.after:
         try:
             res = step()
             if res is not None:
                 await res
         except Exception:  # the client has its answer; later steps (the event) must still run
-            log.exception("post-response step %r failed", step)
+            log.exception("post-response step %s failed", step_name(step))
+
+
+def step_name(step: Callable[..., object]) -> str:
+    fn = getattr(step, "func", step)  # functools.partial
+    return str(getattr(fn, "__qualname__", type(fn).__name__))
 
 
 @dataclass(slots=True)
@@ -63,9 +69,12 @@ class Usage:
     total_tokens: int | None = None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class Exchange:
-    """Everything known about one request while it flows through the chain."""
+    """Everything known about one request while it flows through the chain.
+
+    Its repr names the request only: the headers hold the caller's API key and the body, captures and
+    scratch hold prompt text, so none of them may reach a log line or a traceback through ``%r``."""
 
     request_id: str
     endpoint: str  # chat.completions | completions | embeddings | responses
@@ -110,6 +119,10 @@ class Exchange:
     captured_messages: list[dict[str, Any]] | None = None
     captured_response: str | None = None
     scratch: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (f"Exchange(request_id={self.request_id!r}, endpoint={self.endpoint!r}, tenant={self.tenant!r}, "
+                f"key_id={self.key_id!r}, status={self.status!r})")
 
     def mark_first_token(self) -> None:
         if self.t_first_token is None:

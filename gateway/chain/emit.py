@@ -22,7 +22,16 @@ from gateway.chain.capture import apply_capture, capture_text, messages_of, para
 from gateway.config import Price
 from gateway.errors import GatewayError
 from gateway.ids import new_id
-from gateway.metrics import CLIENT_DISCONNECTS, COST, LATENCY, REQUESTS, TOKENS, TTFT, child
+from gateway.metrics import (
+    CLIENT_DISCONNECTS,
+    COST,
+    EVENTS_SANITIZED,
+    LATENCY,
+    REQUESTS,
+    TOKENS,
+    TTFT,
+    child,
+)
 from schemas.events import OPERATION_BY_ENDPOINT, SCHEMA_VERSION
 
 
@@ -46,15 +55,37 @@ def cost_of(price: Price | None, ex: Exchange) -> float | None:
     return (ex.usage.input_tokens * price.input_per_1m + (ex.usage.output_tokens or 0) * price.output_per_1m) / 1e6
 
 
+def serialize(event: dict[str, Any]) -> bytes:
+    """The event as JSON. A string orjson refuses (a lone surrogate: bytes that were not UTF-8) is stored
+    with those code points escaped (``\\udce9``) and counted, so the event is never lost to its content."""
+    try:
+        return orjson.dumps(event)
+    except TypeError:
+        EVENTS_SANITIZED.inc()
+        return orjson.dumps(_escaped(event))
+
+
+def _escaped(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_escaped(k): _escaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped(v) for v in value]
+    return value
+
+
 class EmitStage:
     name = "emit"
 
     def __init__(self, sink: EventSink, instance_id: str, capture_for: Callable[[str], str],
-                 price_for: Callable[[str | None], Price | None]) -> None:
+                 price_for: Callable[[str | None], Price | None],
+                 model_label: Callable[[str | None], str] = lambda m: "other") -> None:
         self.sink = sink
         self.instance_id = instance_id
         self.capture_for = capture_for
         self.price_for = price_for
+        self.model_label = model_label  # a configured alias, else "other": clients cannot mint label values
         self._seq = itertools.count()
 
     async def __call__(self, ex: Exchange, call_next: Next) -> Reply:
@@ -110,15 +141,16 @@ class EmitStage:
         child(LATENCY, ex.endpoint).observe(latency)
         if ttft is not None:
             child(TTFT, ex.endpoint).observe(ttft)
-        # only routed models become label values (a client's arbitrary model names must not)
-        model = (ex.request_model or "") if ex.deployment is not None else "unrouted"
+        # only configured aliases become label values (a client's arbitrary model names, which a
+        # catch-all route accepts, must not: every value is a time series kept for the process's life)
+        model = self.model_label(ex.request_model) if ex.deployment is not None else "unrouted"
         if ex.usage.input_tokens:
             child(TOKENS, model, "input").inc(ex.usage.input_tokens)
         if ex.usage.output_tokens:
             child(TOKENS, model, "output").inc(ex.usage.output_tokens)
         if ex.cost_usd:
             child(COST, model).inc(ex.cost_usd)
-        self.sink.send(ex.tenant, orjson.dumps(self.build(ex, now, latency, ttft)))
+        self.sink.send(ex.tenant, serialize(self.build(ex, now, latency, ttft)))
 
     def build(self, ex: Exchange, now: float, latency: float, ttft: float | None) -> dict[str, Any]:
         mode = self.capture_for(ex.tenant)

@@ -30,6 +30,28 @@ def _bad(message: str, param: str | None = None) -> InvalidRequest:
     return InvalidRequest(message, param=param, code="invalid_value" if param else "invalid_request")
 
 
+def undecodable(value: str) -> bool:
+    """True for a header value that was not valid UTF-8 on the wire (aiohttp keeps such bytes as lone
+    surrogates, which no JSON encoder, Kafka record or log line can carry faithfully)."""
+    if value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_headers(headers: Any) -> None:
+    """Refuse a request any of whose header values is not UTF-8, naming the header (lower case) in
+    ``param``: such a value can be neither recorded in the audit log nor forwarded as sent."""
+    for name, value in headers.items():
+        if undecodable(value):
+            header = name.lower() if not undecodable(name) else "<undecodable name>"
+            raise InvalidRequest(f"The header '{header}' is not valid UTF-8; send header values as UTF-8 "
+                                 "(ASCII for API keys).", param=header, code="invalid_header")
+
+
 def _type_name(v: Any) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number",
             type(None): "null"}.get(type(v), type(v).__name__)
@@ -104,6 +126,7 @@ class ParseStage:
         error = ex.scratch.pop("body_error", None)
         if isinstance(error, GatewayError):
             raise error
+        check_headers(ex.headers)
         raw: bytes = ex.scratch.pop("raw", b"")
         if not raw:
             raise _bad("The request body is empty; send a JSON object.")

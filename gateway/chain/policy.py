@@ -1,7 +1,8 @@
 """Policy stage (after parse): models, prompt size, max_tokens, required metadata, input patterns,
 prompt injection, rate limits and budgets. Every decision carries rule ids, a reason and the policy
-version; any internal error refuses the request (503, fail closed). Usage is recorded after the answer
-(when a stream ends) for budgets and tokens/min."""
+version; any internal error refuses the request (503, fail closed), and so does a tenant whose policy
+file was rejected with no earlier good version (503 ``policy_unavailable``, rule ``policy.rejected``).
+Usage is recorded after the answer (when a stream ends) for budgets and tokens/min."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from gateway.auth.keys import KeyRecord, KeyStore
 from gateway.chain.base import Exchange, Next, Reply, SSEEvent
 from gateway.chain.emit import cost_of
 from gateway.config import Price
-from gateway.errors import GatewayError, InvalidRequest, PolicyDenied, RateLimited, ServiceUnavailable
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    PolicyDenied,
+    PolicyUnavailable,
+    RateLimited,
+    ServiceUnavailable,
+)
 from gateway.governance.compiled import CompiledPolicy
 from gateway.governance.limiter import LimiterStore
 from gateway.governance.metrics import LIMITED, POLICY_DECISIONS
@@ -60,7 +68,11 @@ class PolicyStage:
         if current is None:
             raise ServiceUnavailable("The governance policy is not loaded; the request was refused.",
                                      code="policy_unavailable")
-        pol = current.for_tenant(ex.tenant)
+        try:
+            pol = current.for_tenant(ex.tenant)
+        except PolicyUnavailable as exc:  # its file was rejected and it has no earlier good policy
+            POLICY_DECISIONS.labels("deny").inc()
+            raise deny(ex, exc, ["policy.rejected"]) from None
         ex.scratch["policy"] = pol
         ex.policy_version = pol.version
         key = self.keys.by_id(ex.key_id)

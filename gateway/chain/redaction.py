@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ import orjson
 
 from gateway.chain.base import Exchange, Next, Reply, SSEEvent
 from gateway.chain.capture import messages_of
+from gateway.chain.identity import drop_identity, has_identity, secure_identity
 from gateway.chain.policy import deny, flag
 from gateway.errors import GatewayError, PolicyDenied, ServiceUnavailable
 from gateway.governance.compiled import CompiledPolicy
@@ -33,6 +35,7 @@ from gateway.governance.patterns import PatternBlocked
 from gateway.governance.store import PolicyStore
 from gateway.governance.texts import request_texts, response_texts
 from gateway.redaction import Action, PIIBlocked, PseudonymMap, RedactionFailed
+from gateway.redaction.operators import Hasher
 from gateway.upstream.client import error_event
 
 log = logging.getLogger(__name__)
@@ -95,27 +98,47 @@ class CaptureGuard:
 
     name = "capture-guard"
 
-    def __init__(self, policies: PolicyStore) -> None:
+    def __init__(self, policies: PolicyStore, hash_secret: str | None = None) -> None:
         self.policies = policies
+        self.hasher = Hasher(hash_secret.encode() if hash_secret else os.urandom(32))
 
     async def __call__(self, ex: Exchange, call_next: Next) -> Reply:
         try:
-            return await call_next(ex)
+            reply = await call_next(ex)
         except asyncio.CancelledError:
             if ex.captured_messages is None:
                 ex.captured_messages, ex.context_docs = [], []
+            if has_identity(ex):
+                drop_identity(ex)
             raise
         except BaseException:
             if ex.captured_messages is None:
                 await self.secure(ex)
+            await self.identity(ex)
             raise
+        if has_identity(ex):  # the end user and metadata values, as the events policy stores them
+            if reply.chunks is None:
+                reply.after.append(functools.partial(self.identity, ex))  # once the answer is written
+            else:
+                await self.identity(ex)
+        return reply
+
+    async def identity(self, ex: Exchange) -> None:
+        try:
+            pol: CompiledPolicy | None = ex.scratch.get("policy")
+            current = self.policies.current
+            if pol is None and current is not None and ex.tenant not in current.refused:
+                pol = current.for_tenant(ex.tenant)
+            await secure_identity(ex, pol, self.hasher)
+        except Exception:  # noqa: BLE001 - fail closed: left out of the event, never stored raw
+            drop_identity(ex)
 
     async def secure(self, ex: Exchange) -> None:
         if not ex.body and not ex.context_docs:
             ex.captured_messages = []
             return
         current = self.policies.current
-        if current is None:
+        if current is None or ex.tenant in current.refused:  # no events policy to redact with: no text
             ex.captured_messages, ex.context_docs = [], []
             return
         try:

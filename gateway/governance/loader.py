@@ -1,5 +1,10 @@
-"""The policy directory: ``default.yaml`` + ``<tenant>.yaml`` merged over it, validated all at once,
-hot-reloaded on change (mtime poll) or SIGHUP. An invalid new file is rejected and the old policy stays.
+"""The policy directory: ``default.yaml`` + ``<tenant>.yaml`` merged over it, hot-reloaded on change (mtime
+poll) or SIGHUP.
+
+Each file is read, validated and compiled on its own (``load_each``), so one bad file never hides another
+file's errors or blocks another tenant's change. ``load_policies`` is the strict form used at start-up and by
+``gatewatch policy check``: any error in any file raises ``PolicyError`` with every error at once. What a
+reload serves when some files are rejected is decided by ``reconcile.reconcile``.
 
 Version of a tenant's policy: its explicit ``version:`` (tenant file first, then default.yaml), else the
 first 12 hex digits of the SHA-256 of the files it was built from (``builtin`` with no files at all).
@@ -17,8 +22,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from gateway.errors import PolicyUnavailable
 from gateway.governance.compiled import CompiledPolicy, RedactorFactory
-from gateway.governance.policy import TenantPolicy
+from gateway.governance.policy import Capture, TenantPolicy
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +45,42 @@ class PolicyError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class PolicySet:
+    """The policies the request path reads. ``refused``: tenants whose file was rejected while they had no
+    earlier good policy; ``for_tenant`` raises for them — it never falls back to the default for a tenant
+    that has a policy file."""
+
     default: CompiledPolicy
     tenants: Mapping[str, CompiledPolicy] = field(default_factory=dict)
+    refused: frozenset[str] = frozenset()
 
     def for_tenant(self, tenant: str) -> CompiledPolicy:
+        """The tenant's policy, the default for a tenant without a file; raises PolicyUnavailable (503) for
+        a refused tenant."""
+        if tenant in self.refused:
+            raise PolicyUnavailable("This tenant's governance policy is unavailable (its policy file was "
+                                    "rejected and there is no earlier valid version); the request was refused.")
         return self.tenants.get(tenant, self.default)
+
+    def capture(self, tenant: str) -> Capture | None:
+        """The policy's event capture mode (None: the gateway config decides); ``none`` for a refused tenant,
+        whose events store no text."""
+        if tenant in self.refused:
+            return "none"
+        return self.for_tenant(tenant).policy.capture
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryLoad:
+    """Every file of a directory, each built on its own (tenant files merged over default.yaml)."""
+
+    default: CompiledPolicy | None  # None: default.yaml was rejected
+    default_file: str  # its file name ("default.yaml" when there is none)
+    tenants: Mapping[str, CompiledPolicy]  # the tenant files that built
+    files: Mapping[str, str]  # tenant -> its file name, for every tenant file present (built or rejected)
+    errors: Mapping[str, tuple[str, ...]]  # file name -> its error lines, rejected files only
+
+    def all_errors(self) -> list[str]:
+        return [e for errs in self.errors.values() for e in errs]
 
 
 def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -72,7 +109,11 @@ def signature(directory: Path | None) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
-def _read(path: Path, errors: list[str]) -> tuple[dict[str, Any], bytes] | None:
+def _read(paths: list[Path], errors: list[str]) -> tuple[dict[str, Any], bytes] | None:
+    path = paths[0]
+    if len(paths) > 1:
+        errors.append(f"{path.stem}: both {' and '.join(p.name for p in paths)} exist")
+        return None
     try:
         raw = path.read_bytes()
         data = yaml.safe_load(raw) or {}
@@ -97,32 +138,58 @@ def _validate(name: str, data: dict[str, Any], errors: list[str]) -> TenantPolic
         return None
 
 
-def load_policies(directory: Path | None, make_redactor: RedactorFactory) -> PolicySet:
-    """Read, merge, validate and compile every file; raise PolicyError with every error at once."""
-    errors: list[str] = []
+def _compile(tenant: str, name: str, data: dict[str, Any], raws: tuple[bytes, bytes] | None,
+             make_redactor: RedactorFactory, errors: list[str]) -> CompiledPolicy | None:
+    """One file's policy (``data`` already merged over the defaults); None with its errors appended.
+    ``raws``: (default.yaml bytes, tenant file bytes) for the hashed version; None without any file."""
+    policy = _validate(name, data, errors)
+    if policy is None:
+        return None
+    version = policy.version or (BUILTIN_VERSION if raws is None
+                                 else hashlib.sha256(raws[0] + b"\0" + raws[1]).hexdigest()[:12])
+    try:
+        return CompiledPolicy.build(tenant, version, policy, make_redactor)
+    except ValueError as exc:  # e.g. an entity type the chosen engine cannot detect, a NER model not installed
+        errors.append(f"{name}: pii: {exc}")
+    except Exception as exc:  # one file's broken engine must not block the other files
+        log.warning("building the PII engine for %s failed", name, exc_info=True)
+        errors.append(f"{name}: pii: cannot build the PII engine ({type(exc).__name__}: {exc})")
+    return None
+
+
+def load_each(directory: Path | None, make_redactor: RedactorFactory) -> DirectoryLoad:
+    """Read, merge, validate and compile every file on its own; never raises for a bad file."""
     files = policy_files(directory)
-    read = {p.stem: r for p in files if (r := _read(p, errors)) is not None}
-    stems = [p.stem for p in files]
-    dupes = sorted({s for s in stems if stems.count(s) > 1})
-    errors += [f"{s}: both {s}.yaml and {s}.yml exist" for s in dupes]
-    base, base_raw = read.pop(DEFAULT_FILE, ({}, b""))
-    compiled: dict[str, CompiledPolicy] = {}
-    for tenant, (data, raw) in [(DEFAULT_FILE, (base, base_raw)), *sorted(read.items())]:
-        merged = base if tenant == DEFAULT_FILE else deep_merge(base, data)
-        name = f"{tenant}.yaml"
-        policy = _validate(name, merged, errors)
-        if policy is None:
-            continue
-        if not files:
-            version = BUILTIN_VERSION
+    groups: dict[str, list[Path]] = {}
+    for p in files:
+        groups.setdefault(p.stem, []).append(p)
+    errors: dict[str, tuple[str, ...]] = {}
+    own = groups.pop(DEFAULT_FILE, [])
+    default_file = own[0].name if own else f"{DEFAULT_FILE}.yaml"
+    errs: list[str] = []
+    base, base_raw = (_read(own, errs) or ({}, b"")) if own else ({}, b"")
+    default = None if errs else _compile(DEFAULT_FILE, default_file, base, (base_raw, b"") if files else None,
+                                         make_redactor, errs)
+    if errs:
+        errors[default_file] = tuple(errs)
+    tenants: dict[str, CompiledPolicy] = {}
+    names: dict[str, str] = {}
+    for tenant, paths in sorted(groups.items()):
+        names[tenant] = name = paths[0].name
+        errs = []
+        got = _read(paths, errs)
+        compiled = None if got is None else _compile(tenant, name, deep_merge(base, got[0]), (base_raw, got[1]),
+                                                     make_redactor, errs)
+        if compiled is not None:
+            tenants[tenant] = compiled
         else:
-            version = policy.version or hashlib.sha256(base_raw + b"\0" + (b"" if tenant == DEFAULT_FILE else raw)
-                                                       ).hexdigest()[:12]
-        try:
-            compiled[tenant] = CompiledPolicy.build(tenant, version, policy, make_redactor)
-        except ValueError as exc:  # e.g. an entity type the chosen engine cannot detect
-            errors.append(f"{name}: pii: {exc}")
-    if errors:
-        raise PolicyError(errors)
-    default = compiled.pop(DEFAULT_FILE)
-    return PolicySet(default, compiled)
+            errors[name] = tuple(errs)
+    return DirectoryLoad(default, default_file, tenants, names, errors)
+
+
+def load_policies(directory: Path | None, make_redactor: RedactorFactory) -> PolicySet:
+    """Strict: every file valid, or PolicyError with every error of every file at once."""
+    loaded = load_each(directory, make_redactor)
+    if loaded.errors or loaded.default is None:
+        raise PolicyError(loaded.all_errors())
+    return PolicySet(loaded.default, loaded.tenants)

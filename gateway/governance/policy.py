@@ -93,6 +93,9 @@ class PIIPolicy(BaseModel):
     # and the placeholders are put back in the response to the client (also on streams)
     pseudonymize: bool = False
     restore_output: bool = True  # put pseudonymized values back in the client's response
+    # the event's end user and metadata values: `scan` = the events map above, `hash` = a keyed hash of
+    # each whole value (gateway/chain/identity.py)
+    identity: Literal["scan", "hash"] = "scan"
     custom_recognizers: tuple[CustomRecognizerConfig, ...] = ()
     score_threshold: float = Field(default=0.35, ge=0.0, le=1.0)
     entity_thresholds: dict[str, float] = Field(default_factory=dict)

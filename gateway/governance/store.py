@@ -2,8 +2,15 @@
 
 Reload triggers: the directory's files change (polled every ``poll_s``) or SIGHUP. Building runs in a
 worker thread (a NER model takes seconds), so requests keep flowing on the old policy meanwhile; in-flight
-requests finish on the policy they started with. An invalid directory is rejected with every error
-logged, counted in ``gatewatch_policy_reload_failures_total``, and the old policy stays active.
+requests finish on the policy they started with.
+
+Start-up (``start``/``load``) is strict: any invalid file raises PolicyError, so ``gatewatch up`` exits 1.
+A reload never fails open: each file is built on its own and a rejected file's tenant keeps its last good
+policy, or has its requests refused (503 ``policy_unavailable``) when it has none; every other file's change
+takes effect (the rules: reconcile.py). Each rejection is one error log line naming the file and its
+errors, ``gatewatch_policy_reload_failures_total`` counts reloads with a rejection,
+``gatewatch_policy_rejected_files`` is the number of files rejected now, and ``status()`` is the
+``/readyz`` detail. Fixing (or deleting) the file clears its rejection at the next reload.
 """
 
 from __future__ import annotations
@@ -13,13 +20,18 @@ import contextlib
 import logging
 import signal
 import threading
+import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
-from gateway.governance.loader import PolicyError, PolicySet, load_policies, signature
-from gateway.governance.metrics import POLICY_RELOAD_FAILURES, POLICY_RELOADS
+from gateway.governance.loader import PolicyError, PolicySet, load_each, load_policies, signature
+from gateway.governance.metrics import POLICY_REJECTED_FILES, POLICY_RELOAD_FAILURES, POLICY_RELOADS
+from gateway.governance.reconcile import Rejection, reconcile
 from gateway.redaction import RedactionConfig, Redactor
 
 log = logging.getLogger(__name__)
@@ -40,7 +52,9 @@ class PolicyStore:
         self._task: asyncio.Task[None] | None = None
         self._reloading: asyncio.Lock | None = None
         self._sighup = False
-        self.last_error: PolicyError | None = None
+        self.last_error: PolicyError | None = None  # every error of the latest load; None when it was clean
+        self._rejected: Mapping[str, Rejection] = {}
+        self._since: dict[str, float] = {}  # file name -> when its current run of rejections began
 
     @property
     def current(self) -> PolicySet | None:
@@ -61,37 +75,70 @@ class PolicyStore:
                 found = self._redactors[key] = Redactor(cfg, executor=self._executor)
             return found
 
+    @property
+    def rejected(self) -> Mapping[str, Rejection]:
+        """The files rejected by the latest reload (file name -> errors and what its tenant is served)."""
+        return self._rejected
+
     def load(self) -> PolicySet:
-        """Load synchronously (startup, `gatewatch policy check`); raises PolicyError."""
+        """Load synchronously and strictly (startup, `gatewatch policy check`); raises PolicyError."""
         sig = signature(self.directory)
         policies = load_policies(self.directory, self.make_redactor)
         self._current, self._sig = policies, sig
+        self._set_rejected({})
         return policies
 
     async def reload(self, reason: str = "change") -> bool:
-        """Load in a thread and swap; on failure keep the old policy. True when the new one took effect."""
+        """Load every file in a thread and swap in what reconcile() serves. True when every file took effect;
+        False when any was rejected (its tenant keeps its last good policy or is refused)."""
         if self._reloading is None:
             self._reloading = asyncio.Lock()
         async with self._reloading:
             sig = signature(self.directory)
             try:
-                policies = await asyncio.to_thread(load_policies, self.directory, self.make_redactor)
-            except PolicyError as exc:
-                self._sig = sig  # do not retry the same broken files every second
-                self.last_error = exc
-                POLICY_RELOAD_FAILURES.inc()
-                log.error("policy reload (%s) rejected, keeping version %s: %s", reason, self._versions(), exc)
-                return False
-            except Exception as exc:
-                self._sig = sig
+                loaded = await asyncio.to_thread(load_each, self.directory, self.make_redactor)
+            except Exception as exc:  # not a bad file (those are per file) but e.g. an unreadable directory
+                self._sig = sig  # do not retry the same failure every second
                 self.last_error = PolicyError([f"{type(exc).__name__}: {exc}"])
                 POLICY_RELOAD_FAILURES.inc()
-                log.exception("policy reload (%s) failed, keeping the old policy", reason)
+                log.exception("policy reload (%s) failed, keeping every policy as it was", reason)
                 return False
-            self._current, self._sig, self.last_error = policies, sig, None
-            POLICY_RELOADS.inc()
-            log.info("policy reloaded (%s): %s", reason, self._versions())
-            return True
+            out = reconcile(self._current, loaded)
+            self._current, self._sig = out.policies, sig
+            errors = loaded.all_errors()
+            self.last_error = PolicyError(errors) if errors else None
+            self._set_rejected(out.rejected)
+            if out.applied:
+                POLICY_RELOADS.inc()
+                log.info("policy reloaded (%s): %s", reason, self._versions())
+            if out.rejected:
+                POLICY_RELOAD_FAILURES.inc()
+            return not out.rejected
+
+    def _set_rejected(self, rejected: Mapping[str, Rejection]) -> None:
+        now = time.time()
+        for name in set(self._rejected) - set(rejected):
+            log.info("policy file %s accepted again", name)
+        self._since = {name: self._since.get(name, now) for name in rejected}
+        self._rejected = rejected
+        POLICY_REJECTED_FILES.set(len(rejected))
+        for r in rejected.values():
+            log.error("policy file %s rejected, %s: %s", r.file, _effect(r), "; ".join(r.errors))
+
+    def status(self) -> dict[str, Any]:
+        """The ``/readyz`` detail: the default version and each rejected file with what its tenant is
+        served. Error counts, never error text: /readyz needs no key and an error line can quote the file
+        (the log line has the text). A rejected file does not make the gateway unready."""
+        cur = self._current
+        return {
+            "loaded": cur is not None,
+            "default_version": cur.default.version if cur is not None else None,
+            "rejected_files": len(self._rejected),
+            "rejected": {name: {"tenant": r.tenant, "effect": r.effect, "version": r.version,
+                                "errors": len(r.errors),
+                                "since": datetime.fromtimestamp(self._since[name], UTC).isoformat()}
+                         for name, r in self._rejected.items()},
+        }
 
     def _versions(self) -> str:
         cur = self._current
@@ -103,9 +150,10 @@ class PolicyStore:
         return signature(self.directory) != self._sig
 
     async def start(self) -> None:
-        if self._current is None:
+        if self._current is None:  # strict: an invalid file raises (gatewatch up exits 1)
             policies = await asyncio.to_thread(load_policies, self.directory, self.make_redactor)
             self._current, self._sig = policies, signature(self.directory)
+            self._set_rejected({})
             POLICY_RELOADS.inc()
             log.info("policy loaded from %s: %s", self.directory, self._versions())
         self._task = asyncio.create_task(self._poll(), name="policy-reloader")
@@ -138,3 +186,11 @@ class PolicyStore:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+def _effect(r: Rejection) -> str:
+    if r.effect == "kept_last_good_set":
+        return f"every tenant keeps its last good policy (default {r.version})"
+    if r.effect == "kept_last_good":
+        return f"tenant {r.tenant} keeps its last good policy {r.version}"
+    return f"tenant {r.tenant} has no earlier good policy: its requests are refused"

@@ -1,6 +1,7 @@
 """Every text a request or a non-streamed answer carries, as writable references (so redaction can
 replace them in place): chat message content strings and parts, tool-call arguments, completions
-prompts, embeddings inputs, Responses instructions / input items / function-call arguments and outputs."""
+prompts, embeddings inputs, Responses instructions / input items / function-call arguments and outputs,
+and on every endpoint the end-user fields (``user``, ``safety_identifier``) and ``metadata`` values."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _PART_KEYS = ("text", "input_text", "output_text")
+_IDENTITY_KEYS = ("user", "safety_identifier")
 
 
 @dataclass(slots=True)
@@ -70,19 +72,28 @@ def _response_items(items: list[Any]) -> Iterator[TextRef]:
             yield TextRef(item, "output")
 
 
+def _identity(body: dict[str, Any]) -> list[TextRef]:
+    """The OpenAI end-user fields and ``metadata`` values: forwarded upstream, so redacted like text."""
+    refs = [TextRef(body, k) for k in _IDENTITY_KEYS if isinstance(body.get(k), str)]
+    meta = body.get("metadata")
+    if isinstance(meta, dict):
+        refs += [TextRef(meta, k) for k, v in meta.items() if isinstance(v, str)]
+    return refs
+
+
 def request_texts(endpoint: str, body: dict[str, Any]) -> list[TextRef]:
+    refs = _identity(body) if any(k in body for k in (*_IDENTITY_KEYS, "metadata")) else []
     if endpoint == "chat.completions":
-        refs: list[TextRef] = []
         for m in body.get("messages") or ():
             if isinstance(m, dict):
                 refs += _content(m, "content")
                 refs += _calls(m)
         return refs
     if endpoint == "completions":
-        return list(_strings(body, "prompt"))
+        return refs + list(_strings(body, "prompt"))
     if endpoint == "embeddings":
-        return list(_strings(body, "input"))
-    refs = list(_strings(body, "instructions"))
+        return refs + list(_strings(body, "input"))
+    refs += _strings(body, "instructions")
     inp = body.get("input")
     if isinstance(inp, str):
         refs.append(TextRef(body, "input"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from gateway.http.middlewares import REQUEST_ID
 from gateway.metrics import IN_FLIGHT
 from gateway.upstream.router import Router
 
+log = logging.getLogger(__name__)
 SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -29,6 +31,8 @@ class Api:
         self.router = router
         self.max_body_bytes = max_body_bytes
         self.readiness = readiness  # {"shutting_down": bool, "emitter": callable -> dict}
+        # post-response bookkeeping that outlived its handler (the client hung up): drained at shutdown
+        self._after: set[asyncio.Task[None]] = set()
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -82,7 +86,7 @@ class Api:
                     await resp.prepare(request)
                     await resp.write_eof()
             finally:
-                await run_after(reply)
+                await self._bookkeeping(reply)
             return resp
         resp = web.StreamResponse(status=reply.status, headers={**SSE_HEADERS, **headers})
         chunks = reply.chunks
@@ -97,6 +101,26 @@ class Api:
             with contextlib.suppress(Exception):
                 await asyncio.shield(chunks.aclose())  # type: ignore[attr-defined]
         return resp
+
+    async def _bookkeeping(self, reply: Reply) -> None:
+        """Run the reply's post-response steps (events redaction, usage, the event) in a task of their own:
+        a client that closes its connection right after reading cancels the handler, and that must not
+        cancel the audit event with it. The handler waits for the task (shielded); if the handler is
+        cancelled meanwhile, the task carries on and ``drain`` waits for it at shutdown."""
+        task = asyncio.get_running_loop().create_task(run_after(reply))
+        self._after.add(task)
+        task.add_done_callback(self._after.discard)
+        await asyncio.shield(task)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait for bookkeeping still running after its handler ended (at shutdown, before the emitter stops)."""
+        if self._after:
+            _, pending = await asyncio.wait(set(self._after), timeout=timeout)
+            for task in pending:  # a step hung past the grace period: its event is lost, and said so
+                task.cancel()
+            if pending:
+                log.error("%d post-response bookkeeping task(s) still running after %.0fs; cancelled",
+                          len(pending), timeout)
 
     def _model_obj(self, name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": 0, "owned_by": "gatewatch"}
@@ -122,9 +146,10 @@ class Api:
 
     async def readyz(self, request: web.Request) -> web.Response:
         status = self.readiness.get("emitter", lambda: {})()
+        policy = self.readiness.get("policy", lambda: {})()  # a rejected policy file is a detail, still ready
         if self.readiness.get("shutting_down") or not self.readiness.get("started"):
-            return web.json_response({"status": "not ready", "emitter": status}, status=503)
-        return web.json_response({"status": "ready", "emitter": status})
+            return web.json_response({"status": "not ready", "emitter": status, "policy": policy}, status=503)
+        return web.json_response({"status": "ready", "emitter": status, "policy": policy})
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"content-type": CONTENT_TYPE_LATEST})

@@ -106,6 +106,11 @@ class Router:
     def aliases(self) -> list[str]:
         return [a for a in self.routes if a != WILDCARD]
 
+    def model_label(self, model: str | None) -> str:
+        """The metric label for a requested model: the alias when it is configured by name, else "other"
+        (what a catch-all route accepts is the client's choice and must not become a label value)."""
+        return model if model is not None and model != WILDCARD and model in self.routes else "other"
+
     def resolve(self, model: str) -> Route:
         route = self.routes.get(model) or self.routes.get(WILDCARD)
         if route is None:
