@@ -78,6 +78,9 @@ gateway:
   host: 127.0.0.1
   port: 8080
   # max_body_bytes: 8388608
+  # max_json_depth: 64        # deeper nesting -> 400 (param names where)
+  # max_messages: 4096        # chat messages / Responses input items / prompts per request -> 400 above
+  # max_inputs: 2048          # embeddings inputs per request -> 400 above
   # shutdown_grace_s: 20
 
 kafka:

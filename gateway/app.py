@@ -16,7 +16,7 @@ from gateway.auth.keys import KeyStore
 from gateway.chain.auth import AuthStage
 from gateway.chain.base import Stage, build_chain
 from gateway.chain.emit import EmitStage, EventSink
-from gateway.chain.parse import ParseStage
+from gateway.chain.parse import BodyLimits, ParseStage
 from gateway.chain.policy import PolicyStage
 from gateway.chain.redaction import CaptureGuard, RedactionStage
 from gateway.chain.upstream import UpstreamCall
@@ -68,10 +68,11 @@ def create_app(settings: Settings, emitter: Emitter, *, keystore: KeyStore | Non
         mode = current.capture(tenant) if current is not None else None  # "none" for a refused tenant
         return mode or settings.tenant(tenant).capture
 
+    limits = BodyLimits(gw.max_json_depth, gw.max_messages, gw.max_inputs)
     emit = EmitStage(emitter, instance_id(gw.instance_id), capture_for, router.price, router.model_label)
     policy = PolicyStage(policies, keys, limiter or InMemoryLimiter(), usage, router.price)
-    chain = build_chain([emit, CaptureGuard(policies, hash_secret), auth, ParseStage(), policy, RedactionStage(), *extra_stages],
-                        UpstreamCall(router))
+    chain = build_chain([emit, CaptureGuard(policies, hash_secret), auth, ParseStage(limits), policy,
+                         RedactionStage(), *extra_stages], UpstreamCall(router))
     readiness: dict[str, Any] = {"started": False, "shutting_down": False, "emitter": emitter.status}
     readiness["policy"] = policies.status  # rejected policy files: a /readyz detail, not unreadiness
     api = Api(chain, auth, router, gw.max_body_bytes, readiness)

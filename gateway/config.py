@@ -105,6 +105,11 @@ class GatewayConfig(BaseModel):
     port: int = Field(default=8080, ge=0, le=65535)
     instance_id: str | None = None  # None -> hostname-pid
     max_body_bytes: PositiveInt = 8 << 20  # 8 MiB
+    # JSON nesting allowed in a body (a chat body needs ~6 levels; tool schemas some more): deeper is a 400
+    # before any work, well below the 254 levels orjson can serialise for the upstream and the event
+    max_json_depth: int = Field(default=64, ge=8, le=200)
+    max_messages: PositiveInt = 4096  # chat messages / Responses input items / completions prompts in one request
+    max_inputs: PositiveInt = 2048  # embeddings inputs in one request (OpenAI's own limit)
     shutdown_grace_s: NonNegativeFloat = 20.0
     emitter: EmitterConfig = EmitterConfig()
     keys_file: Path | None = None  # None -> $GATEWATCH_HOME/keys.yaml

@@ -13,6 +13,7 @@ It is always stripped before the upstream call. End user also comes from the Ope
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -100,6 +101,51 @@ def validate(endpoint: str, body: Any) -> None:
             raise _bad("'input' must be a string or an array of input items.", "input")
 
 
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """Structure limits checked right after decoding, before any other work (gateway config)."""
+
+    max_json_depth: int = 64
+    max_messages: int = 4096  # chat messages, Responses input items, completions prompts
+    max_inputs: int = 2048  # embeddings inputs
+
+
+def too_deep(body: Any, max_depth: int) -> str | None:
+    """The path (``messages[0].content[0]``) of the first value nested deeper than ``max_depth``, or None.
+    Iterative: a hostile body cannot make the walk itself recurse."""
+    stack: list[tuple[Any, int, str]] = [(body, 1, "")]
+    while stack:
+        value, depth, path = stack.pop()
+        if depth > max_depth:
+            return (path if len(path) <= 96 else path[:96] + "…") or "<root>"
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1, f"{path}.{k}" if path else str(k)) for k, v in value.items()
+                         if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(value) if isinstance(v, dict | list))
+    return None
+
+
+_COUNTED = {"chat.completions": ("messages", "max_messages"), "responses": ("input", "max_messages"),
+            "completions": ("prompt", "max_messages"), "embeddings": ("input", "max_inputs")}
+
+
+def check_structure(endpoint: str, body: Any, limits: BodyLimits) -> None:
+    """400 naming the limit: too many messages / inputs (counted first: cheap), then nesting too deep."""
+    if not isinstance(body, dict):
+        return
+    name, limit_name = _COUNTED[endpoint]
+    items = body.get(name)
+    limit = getattr(limits, limit_name)
+    if isinstance(items, list) and len(items) > limit:
+        raise InvalidRequest(f"'{name}' has {len(items)} items; this gateway accepts at most {limit} per request "
+                             f"(gateway.{limit_name}). Split the request.", param=name, code="too_many_items")
+    where = too_deep(body, limits.max_json_depth)
+    if where is not None:
+        raise InvalidRequest(f"The request body is nested more than {limits.max_json_depth} levels deep at "
+                             f"'{where}' (gateway.max_json_depth).", param=where, code="nesting_too_deep")
+
+
 def _extension(ex: Exchange, ext: Any) -> None:
     if ext is None:
         return
@@ -122,6 +168,9 @@ def _extension(ex: Exchange, ext: Any) -> None:
 class ParseStage:
     name = "parse"
 
+    def __init__(self, limits: BodyLimits | None = None) -> None:
+        self.limits = limits or BodyLimits()
+
     async def __call__(self, ex: Exchange, call_next: Next) -> Reply:
         error = ex.scratch.pop("body_error", None)
         if isinstance(error, GatewayError):
@@ -134,6 +183,7 @@ class ParseStage:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise _bad(f"The request body is not valid JSON (UTF-8 expected): {exc}") from None
+        check_structure(ex.endpoint, body, self.limits)
         validate(ex.endpoint, body)
         _extension(ex, body.pop("gatewatch", None))
         ex.body = body
