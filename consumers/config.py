@@ -14,6 +14,9 @@ Example::
       scorer_nice: 10        # CPU niceness added in that child process
       scorer_sched: idle     # idle (SCHED_IDLE: runs only on CPU nothing else wants) | normal
       scorer_child_stall_s: 120   # a child silent this long (hung, stopped) is killed and restarted
+      start_retry_base_s: 1       # a pipeline that cannot start is retried: 1 s doubling to 30 s, jittered
+      start_retry_max_s: 30
+      start_timeout_s: 30         # one start attempt's broker calls (a frozen broker makes them hang)
       alerts: {rules_file: /etc/gatewatch/alerts.yaml, interval_s: 30}   # default: <home>/alerts.yaml if present
 
 ``scorer_process``: ``child`` runs the scorer pipelines (every pipeline but the archiver) in one child
@@ -27,7 +30,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from consumers.warehouse import DEFAULT_RETENTION_DAYS, validate_dsn
 
@@ -73,6 +85,13 @@ class WorkerConfig(BaseModel):
     max_rows_per_insert: PositiveInt = 50_000
     retry_base_s: PositiveFloat = 0.2  # sink/scorer retry backoff (with jitter), partitions paused meanwhile
     retry_max_s: PositiveFloat = 5.0
+    # a pipeline that cannot start (broker unreachable, model missing) is retried until it runs: backoff from
+    # start_retry_base_s doubling to start_retry_max_s, with jitter; a permanent failure (a configuration
+    # problem) retries at the cap. Each attempt's broker calls (topics, connecting, joining the consumer
+    # group) give up after start_timeout_s, which must exceed the group's session timeout.
+    start_retry_base_s: PositiveFloat = 1.0
+    start_retry_max_s: PositiveFloat = 30.0
+    start_timeout_s: PositiveFloat = 30.0
     shutdown_timeout_s: PositiveFloat = 30.0  # to finish the batch in flight
     # consumer group timing and fetch bounds (aiokafka)
     session_timeout_ms: PositiveInt = 10_000
@@ -97,6 +116,14 @@ class WorkerConfig(BaseModel):
     # the scorer child reports about once a second; silent this long (from its spawn: imports and first
     # status included) it is killed and restarted
     scorer_child_stall_s: float = Field(default=120.0, ge=2.0)
+
+    @model_validator(mode="after")
+    def _start_timeout(self) -> WorkerConfig:
+        if self.start_timeout_s * 1000 <= self.session_timeout_ms:
+            raise ValueError(f"start_timeout_s ({self.start_timeout_s:g}) must exceed session_timeout_ms "
+                             f"({self.session_timeout_ms}): a start joins the consumer group, which may wait "
+                             "out a departed member's session")
+        return self
 
     @field_validator("warehouse_dsn")
     @classmethod

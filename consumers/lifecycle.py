@@ -1,6 +1,6 @@
 """Running a set of pipelines in one process, shared by the worker and its scorer child process:
-start them concurrently (one that cannot start is logged, left out and reported), run until a stop
-request (SIGTERM/SIGINT or the stop event) or until a pipeline's loop dies, stop them.
+start them (each retried with backoff until it runs: ``consumers/startup.py``), run until a stop request
+(SIGTERM/SIGINT or the stop event) or until a started pipeline's loop dies, stop them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ import signal
 import threading
 from collections.abc import Iterator, Sequence
 
-from consumers.pipeline import Pipeline
+from consumers.config import WorkerConfig
+from consumers.metrics import ConsumerMetrics
+from consumers.pipeline import Pipeline, RetryPolicy
+from consumers.sources.kafka import TopicsReady
+from consumers.startup import PipelineStarter
+from schemas.config import KafkaConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,36 +39,27 @@ def stop_on_signals(stop_event: asyncio.Event) -> Iterator[None]:
             loop.remove_signal_handler(sig)
 
 
-async def start_pipelines(pipelines: Sequence[Pipeline], failed: dict[str, str], timeout: float) -> list[Pipeline]:
-    """Start the pipelines concurrently (each group join and model load takes seconds); one that fails to
-    start (a scorer's model missing) is logged, recorded in ``failed`` and stopped, so the others keep
-    running. Returns those that started."""
-
-    async def start_one(pipeline: Pipeline) -> bool:
-        try:
-            await pipeline.start()
-        except Exception as exc:
-            log.exception("pipeline %s failed to start; running without it", pipeline.name)
-            failed[pipeline.name] = f"{type(exc).__name__}: {exc}"
-            await pipeline.stop(timeout)
-            return False
-        return True
-
-    ok = await asyncio.gather(*(start_one(p) for p in pipelines))
-    return [p for p, good in zip(pipelines, ok, strict=True) if good]
+def starter(pipelines: Sequence[Pipeline], unbuilt: dict[str, str], worker: WorkerConfig, kafka: KafkaConfig,
+            metrics: ConsumerMetrics) -> PipelineStarter:
+    """The process's ``PipelineStarter``: topics ensured first (once), backoff and timeouts from ``worker``.
+    Pipelines that could not even be built (``unbuilt``: name -> error) are reported down for good."""
+    for name in unbuilt:
+        metrics.pipeline_up.labels(name).set(0)
+        metrics.start_failures.labels(name, "permanent").inc()
+    return PipelineStarter(pipelines, metrics=metrics, stop_timeout_s=worker.shutdown_timeout_s,
+                           retry=RetryPolicy(worker.start_retry_base_s, worker.start_retry_max_s),
+                           prepare=TopicsReady(kafka, worker.start_timeout_s))
 
 
-async def run_until_stopped(pipelines: Sequence[Pipeline], stop_event: asyncio.Event) -> None:
-    """Until ``stop_event`` is set; raises RuntimeError when a pipeline's run loop ends by itself."""
-    waiters = {asyncio.create_task(p.wait()): p for p in pipelines}
+async def run_until_stopped(starter: PipelineStarter, stop_event: asyncio.Event) -> None:
+    """Until ``stop_event`` is set; raises RuntimeError when a started pipeline's run loop ends by itself."""
     stop = asyncio.create_task(stop_event.wait())
+    died = asyncio.create_task(starter.died.wait())
     try:
-        done, _ = await asyncio.wait([stop, *waiters], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([stop, died], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in [stop, *waiters]:
-            task.cancel()
-    for task in done:
-        if task is not stop:
-            pipeline = waiters[task]
-            log.error("pipeline %s ended unexpectedly", pipeline.name)
-            raise RuntimeError(f"pipeline {pipeline.name} ended unexpectedly")
+        stop.cancel()
+        died.cancel()
+    if died in done:
+        log.error("pipeline %s ended unexpectedly", starter.dead)
+        raise RuntimeError(f"pipeline {starter.dead} ended unexpectedly")

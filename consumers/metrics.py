@@ -1,5 +1,10 @@
 """Prometheus metrics of the consumer pipelines (names ``gatewatch_consumer_*``, few labels).
 
+``gatewatch_consumer_pipeline_up`` (0/1) and ``gatewatch_consumer_pipeline_start_failures_total`` are the
+alert metrics for pipelines that do not run: a pipeline whose start fails is retried with backoff
+(``consumers/startup.py``) and is 0 meanwhile; alert on ``gatewatch_consumer_pipeline_up == 0`` held for a
+few minutes.
+
 One ``ConsumerMetrics`` per registry; the worker uses the process-wide default registry, tests may pass
 their own ``CollectorRegistry``.
 """
@@ -9,6 +14,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 _BATCH_SIZES = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+PIPELINE_UP = "gatewatch_consumer_pipeline_up"
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -38,6 +44,11 @@ class ConsumerMetrics:
                                        ["pipeline"], registry=registry)
         self.dropped_rows = Counter(f"{ns}_dropped_rows", "Rows refused permanently and not tied to an event",
                                     ["pipeline", "table"], registry=registry)
+        self.pipeline_up = Gauge(PIPELINE_UP, "1 while the pipeline runs; 0 while it starts, retries its start, "
+                                 "cannot be built or after its loop died", ["pipeline"], registry=registry)
+        self.start_failures = Counter(f"{ns}_pipeline_start_failures", "Failed pipeline start attempts (each "
+                                      "retried with backoff); kind: transient or permanent", ["pipeline", "kind"],
+                                      registry=registry)
         self.paused = Gauge(f"{ns}_paused", "1 while the pipeline holds its partitions paused (sink failing)",
                             ["pipeline"], registry=registry)
 

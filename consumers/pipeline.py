@@ -98,6 +98,8 @@ class Pipeline:
         self.batches_done = 0
 
     async def start(self) -> None:
+        """Sink, scorers, source, then the run loop. A start that raised may be called again: the parts
+        that started stay started (their ``start`` is idempotent) and the failed one starts over."""
         if self._task is not None:
             return
         await self.sink.start()

@@ -61,7 +61,7 @@ def _pipeline(name: str, ctx: PipelineContext, stages: list[Scorer]) -> Pipeline
     source = KafkaSource(name, ctx.kafka, KafkaSourceConfig(
         group_id=group_id(name), max_records=batch.max_records, max_wait_ms=batch.max_wait_ms,
         dead_letter=name == ctx.dlq_owner, lag_interval_s=ctx.worker.lag_interval_s,
-        consumer_options=ctx.worker.consumer_options()),
+        start_timeout_s=ctx.worker.start_timeout_s, consumer_options=ctx.worker.consumer_options()),
         metrics=ctx.metrics)
     retry = RetryPolicy(ctx.worker.retry_base_s, ctx.worker.retry_max_s)
     return Pipeline(name, source, stages, ctx.sink(name), retry=retry, metrics=ctx.metrics)

@@ -1,7 +1,10 @@
 """The worker process: opens the warehouse once, applies migrations, runs the configured pipelines
 concurrently and serves the console (``/metrics``, ``/healthz``; the dashboard extends
-``create_console_app``). Stops on the stop event, SIGTERM or SIGINT: pipelines finish their batch,
-commit and stop; then the console and the warehouse close.
+``create_console_app``). A pipeline that cannot start (broker unreachable or frozen, a model missing) is
+retried with backoff until it runs (``consumers/startup.py``) while the others and the console go on;
+``/healthz`` says which, why, since when and after how many attempts. Stops on the stop event, SIGTERM or
+SIGINT: start retries are cancelled, pipelines finish their batch, commit and stop; then the console and
+the warehouse close.
 
 With ``scorer_process`` child (the default when the archiver and scorers run together), the scorer
 pipelines run in a child process (``consumers/child``) so scoring never delays the audit log: this process
@@ -29,11 +32,12 @@ from consumers.child.snapshot import MergedRegistry
 from consumers.child.supervisor import ScorerProcess
 from consumers.config import WorkerConfig
 from consumers.console import TOKENS_FILE, TokenStore, add_api_routes, add_page_routes, ensure_admin_token
-from consumers.lifecycle import run_until_stopped, start_pipelines, stop_on_signals
+from consumers.console.errors import console_errors
+from consumers.lifecycle import run_until_stopped, starter, stop_on_signals
 from consumers.metrics import ConsumerMetrics, default_metrics
 from consumers.pipeline import Pipeline
 from consumers.registry import PipelineContext, build_pipelines, dlq_owner
-from consumers.sources.kafka import ensure_topics
+from consumers.startup import PipelineStarter
 from consumers.warehouse import Warehouse, apply_migrations, is_embedded, redact_dsn, set_events_retention
 from gatewatch.config import ConfigError, Settings, format_validation_error
 
@@ -46,10 +50,11 @@ class ConsoleDeps:
 
     registry: CollectorRegistry = REGISTRY
     warehouse: Warehouse | None = None
-    pipelines: Sequence[Pipeline] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)  # pipelines that could not start: name -> error
+    pipelines: Sequence[Pipeline] = field(default_factory=list)  # running ones not under ``starter``
+    failed: dict[str, str] = field(default_factory=dict)  # pipelines that could not be built: name -> error
     tokens: TokenStore | None = None  # console tokens; with a warehouse, mounts the audit/query API (/api)
     scorer_process: ScorerProcess | None = None  # the child running the scorer pipelines, if any
+    starter: PipelineStarter | None = None  # starts (and retries) this process's pipelines
 
 
 DEPS_KEY = web.AppKey("deps", ConsoleDeps)
@@ -64,13 +69,23 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    """503 when a running pipeline's loop in this process died; pipelines that never started (a scorer's
-    model missing) and the scorer child's pipelines while it is down or restarting only make the status
-    ``degraded`` (200), so a liveness probe does not restart-loop the worker."""
+    """503 when a started pipeline's loop in this process died (or stopped); pipelines still starting or
+    retrying their start (broker unreachable, a model missing: ``state``, ``error``, ``kind``, ``since``,
+    ``down_for_s``, ``attempts``, ``retry_in_s``), pipelines that cannot be built, and the scorer child's
+    pipelines while it is down or restarting only make the status ``degraded`` (200), so a liveness probe
+    does not restart-loop the worker; alert on ``gatewatch_consumer_pipeline_up`` instead."""
     deps = request.app[DEPS_KEY]
     pipelines: dict[str, dict[str, Any]] = {p.name: p.health() for p in deps.pipelines}
     alive = all(h["running"] for h in pipelines.values())
     degraded = {name: {"running": False, "error": error} for name, error in deps.failed.items()}
+    if deps.starter is not None:
+        for name, h in deps.starter.health().items():
+            if h["state"] in ("died", "stopped"):
+                pipelines[name], alive = h, False
+            elif h["running"]:
+                pipelines[name] = h
+            else:
+                degraded[name] = h
     if deps.scorer_process is not None:
         running, down = deps.scorer_process.health()
         pipelines.update(running)
@@ -81,7 +96,9 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 def create_console_app(deps: ConsoleDeps) -> web.Application:
-    app = web.Application()
+    """``/metrics``, ``/healthz`` and, with a warehouse and tokens, the API and the page; every error in the
+    API's shape, overlong paths refused before any route (``consumers/console/errors.py``)."""
+    app = web.Application(middlewares=[console_errors])
     app[DEPS_KEY] = deps
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/healthz", _healthz)
@@ -126,16 +143,6 @@ async def _serve_console(cfg: WorkerConfig, deps: ConsoleDeps) -> web.AppRunner:
     return runner
 
 
-async def _start_pipelines(deps: ConsoleDeps, pipelines: Sequence[Pipeline], timeout: float) -> list[Pipeline]:
-    """Start the in-process pipelines; one that fails to start is left out (``/healthz`` reports it) so the
-    others, the archiver first of all, keep running. Raises when nothing at all runs."""
-    started = await start_pipelines(pipelines, deps.failed, timeout)
-    deps.pipelines = started
-    if not started and deps.scorer_process is None:
-        raise RuntimeError("no pipeline could start")
-    return started
-
-
 def _scorer_process(settings: Settings, cfg: WorkerConfig, dsn: str, dlq: str,
                     warehouse: Warehouse) -> ScorerProcess | None:
     names = cfg.child_pipelines()
@@ -156,9 +163,8 @@ async def run_worker(settings: Settings, *, stop_event: asyncio.Event | None = N
         import chdb  # noqa: F401  -- before any thread exists
     stop_event = stop_event or asyncio.Event()
     metrics = metrics or default_metrics()
-    await ensure_topics(settings.kafka)
     warehouse = await _open_warehouse(dsn, cfg.events_retention_days)
-    started: list[Pipeline] = []
+    pipelines: PipelineStarter | None = None
     runner: web.AppRunner | None = None
     alerts: AlertEvaluator | None = None
     scorers: ScorerProcess | None = None
@@ -167,21 +173,24 @@ async def run_worker(settings: Settings, *, stop_event: asyncio.Event | None = N
         dlq = dlq_owner(cfg.pipelines)
         scorers = _scorer_process(settings, cfg, dsn, dlq, warehouse)
         ctx = PipelineContext(settings.kafka, cfg, warehouse, metrics, dlq)
-        pipelines, failed = build_pipelines(ctx, [n for n in cfg.pipelines if n not in cfg.child_pipelines()])
+        built, failed = build_pipelines(ctx, [n for n in cfg.pipelines if n not in cfg.child_pipelines()])
+        if not built and scorers is None:
+            raise RuntimeError(f"no pipeline can run here: {failed}")
+        pipelines = starter(built, failed, cfg, settings.kafka, metrics)
         if is_embedded(dsn) and ensure_admin_token(settings.home):
             log.info("created an admin console token in %s", settings.home / "console-token")
         deps = ConsoleDeps(metrics.registry, warehouse, [], failed, TokenStore(settings.home / TOKENS_FILE),
-                           scorer_process=scorers)
+                           starter=pipelines, scorer_process=scorers)
         runner = await _serve_console(cfg, deps)
         with stop_on_signals(stop_event):
             if scorers is not None:
                 await scorers.start()
-            started = await _start_pipelines(deps, pipelines, cfg.shutdown_timeout_s)
-            await run_until_stopped(started, stop_event)
+            pipelines.start()
+            await run_until_stopped(pipelines, stop_event)
     finally:
         log.info("worker stopping")
         # the child writes its last batch through this process: its inserts are served until it exits
-        await asyncio.gather(*(p.stop(cfg.shutdown_timeout_s) for p in started),
+        await asyncio.gather(*([pipelines.stop()] if pipelines is not None else []),
                              *([scorers.stop()] if scorers is not None else []), return_exceptions=True)
         if alerts is not None:
             await alerts.stop()

@@ -3,9 +3,12 @@
 Started by the worker (``supervisor.py``), never by hand. It reads its ``spec`` from the channel, builds
 the scorer pipelines with the worker's own registry code (same Kafka source and consumer groups, commit
 only after the sink wrote), writes through the worker (chdb: ``ForwardingSink``) or with its own
-ClickHouse client (server DSN), and sends its metrics and health about once a second. SIGTERM (from the
-worker) finishes the batch in flight, writes it, commits and exits 0; a pipeline whose loop dies exits 1
-(the worker restarts the process); when the worker dies the kernel kills this process (PDEATHSIG).
+ClickHouse client (server DSN), and sends its metrics and health about once a second. A pipeline that
+cannot start (broker unreachable or frozen, a model missing) is retried with backoff in this process
+(``consumers/startup.py``), its state in every status message, so the worker's ``/healthz`` shows it.
+SIGTERM (from the worker) cancels the start retries, finishes the batch in flight, writes it, commits and
+exits 0; a started pipeline whose loop dies exits 1 (the worker restarts the process); when the worker
+dies the kernel kills this process (PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from prometheus_client import CollectorRegistry
 from consumers.child.channel import Channel
 from consumers.child.snapshot import snapshot
 from consumers.config import WorkerConfig
-from consumers.lifecycle import run_until_stopped, start_pipelines, stop_on_signals
+from consumers.lifecycle import run_until_stopped, starter, stop_on_signals
 from consumers.metrics import ConsumerMetrics
-from consumers.pipeline import Pipeline
 from consumers.registry import PipelineContext, build_pipelines
 from consumers.sinks.forward import ForwardingSink, ParentLink
+from consumers.startup import PipelineStarter
 from consumers.warehouse import Warehouse
+from gatewatch import logsafe
 from schemas.config import KafkaConfig
 
 log = logging.getLogger(__name__)
@@ -52,14 +56,17 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 class _Status:
-    def __init__(self, registry: CollectorRegistry, failed: dict[str, str]) -> None:
+    """``failed``: pipelines that cannot be built here; ``pipelines``: the others' health (running, or
+    starting/retrying with the error, attempts and since when: ``PipelineStarter.health``)."""
+
+    def __init__(self, registry: CollectorRegistry, failed: dict[str, str], pipelines: PipelineStarter) -> None:
         self.registry = registry
         self.failed = failed
-        self.pipelines: list[Pipeline] = []
+        self.pipelines = pipelines
 
     def message(self) -> dict[str, Any]:
         return {"t": "status", "metrics": snapshot(self.registry), "failed": dict(self.failed),
-                "pipelines": {p.name: p.health() for p in self.pipelines}}
+                "pipelines": self.pipelines.health()}
 
 
 async def _report(link: ParentLink, status: _Status) -> None:
@@ -89,26 +96,24 @@ async def run(channel: Channel, spec: dict[str, Any], stop: asyncio.Event) -> in
     link = ParentLink(channel)
     reader = asyncio.create_task(link.run(), name="parent-link")
     ctx = _context(spec, link, metrics)
-    timeout = ctx.worker.shutdown_timeout_s
-    pipelines, failed = build_pipelines(ctx, spec["pipelines"])
-    status = _Status(metrics.registry, failed)
+    built, failed = build_pipelines(ctx, spec["pipelines"])
+    pipelines = starter(built, failed, ctx.worker, ctx.kafka, metrics)
+    status = _Status(metrics.registry, failed, pipelines)
     lost = asyncio.create_task(link.lost.wait())
     lost.add_done_callback(lambda _: stop.set())
     reporter = asyncio.create_task(_report(link, status), name="status")
-    started: list[Pipeline] = []
     code = 0
     try:
         if not stop.is_set():  # stopped while it was being built: load no model
-            started = await start_pipelines(pipelines, failed, timeout)
-        status.pipelines = started
-        log.info("scorer process %d running %s", os.getpid(), [p.name for p in started])
-        await run_until_stopped(started, stop)
+            pipelines.start()
+            log.info("scorer process %d starting %s", os.getpid(), [p.name for p in built])
+        await run_until_stopped(pipelines, stop)
     except RuntimeError:
         code = 1
     finally:
         if link.lost.is_set():
             log.warning("lost the worker process; stopping")
-        await asyncio.gather(*(p.stop(timeout) for p in started), return_exceptions=True)
+        await pipelines.stop()
         reporter.cancel()
         with contextlib.suppress(OSError):
             await link.send(status.message())  # the final counters
@@ -186,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent(args.parent_pid)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s %(name)s [scorers {os.getpid()}]: %(message)s")
+    logsafe.install()
     if args.nice > 0:
         lower_priority(args.nice)
     if args.sched == "idle":

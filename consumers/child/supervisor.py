@@ -10,15 +10,19 @@ health, restart it with backoff when it dies, stop it on shutdown.
   down exactly as it would in process.
 - Health: a pipeline is running when the child last said so; while the child starts, restarts or lacks
   a pipeline, ``health()`` lists it as not running with the reason (``/healthz``: degraded, not failing —
-  a dead scorer process never restart-loops the whole worker).
+  a dead scorer process never restart-loops the whole worker). A pipeline the child is still starting or
+  retrying (broker unreachable, model missing: the child retries with backoff) carries the child's
+  ``state``, ``error``, ``kind``, ``attempts`` and ``retry_in_s``; ``since``/``down_for_s`` are this side's
+  (the first status or exit that showed it down), so they span child restarts.
 - Watchdog: a child that is alive but silent (no status or write for ``stall_s``: hung in a native call,
   deadlocked, SIGSTOPped) is logged, SIGKILLed and restarted like one that died. The clock starts at the
   spawn and restarts with every message; model loading does not stop it, since the child reports from
   its event loop while models load in threads, but its imports and first status must fit in ``stall_s``.
   A silence is confirmed on a second check (the worker's own loop may have been the one held up).
-- Metrics: the families of the child's last status (about once a second); none while it is down, and a
-  restarted child's counters start from zero, as after any process restart (Prometheus' ``rate`` and
-  ``increase`` handle such resets).
+- Metrics: the families of the child's last status (about once a second); while it is down, only
+  ``gatewatch_consumer_pipeline_up`` 0 for each of its pipelines (so an alert on it fires). A restarted
+  child's counters start from zero, as after any process restart (Prometheus' ``rate`` and ``increase``
+  handle such resets).
 - Stop: SIGTERM to the child, whose pipelines finish their batch, write it through this (still serving)
   channel and commit; after ``stop_timeout_s`` + a grace period, SIGKILL.
 """
@@ -38,14 +42,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 import consumers
 from consumers.child.channel import Channel, ChannelError
 from consumers.child.codec import decode_table
 from consumers.child.snapshot import families
 from consumers.contracts import PermanentError, TransientError
+from consumers.metrics import PIPELINE_UP
 from consumers.sinks.clickhouse import ClickHouseSink
+from consumers.startup import utc_iso
 from consumers.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,7 @@ class ScorerProcess:
         self._sinks: dict[str, ClickHouseSink] = {}
         self._status: dict[str, Any] | None = None
         self._down: str | None = None
+        self._down_since: dict[str, float] = {}  # pipeline -> time.time() since it is not running
         self._stopping = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -84,6 +91,7 @@ class ScorerProcess:
     async def start(self) -> None:
         if self._task is None:
             self._stopping = False
+            self._mark_down()
             self._task = asyncio.create_task(self._supervise(), name="scorer-process")
 
     async def stop(self) -> None:
@@ -161,6 +169,7 @@ class ScorerProcess:
                 self._signal(signal.SIGKILL)
                 code = await proc.wait()
             self.proc, self._status = None, None
+            self._mark_down()
         return code
 
     async def _watch(self, pid: int) -> None:
@@ -210,6 +219,7 @@ class ScorerProcess:
                     task.add_done_callback(inflight.discard)
                 elif kind == "status":
                     self._status = msg
+                    self._track(msg.get("pipelines", {}))
                 else:
                     log.warning("scorer process sent an unknown message %r", kind)
         except ChannelError as exc:
@@ -254,10 +264,33 @@ class ScorerProcess:
         return sink
 
     # ------------------------------------------------------------------------------------------ views
+    def _mark_down(self, names: Sequence[str] | None = None) -> None:
+        now = time.time()
+        for name in self.names if names is None else names:
+            self._down_since.setdefault(name, now)
+
+    def _track(self, reported: dict[str, Any]) -> None:
+        for name in self.names:
+            if reported.get(name, {}).get("running"):
+                self._down_since.pop(name, None)
+            else:
+                self._mark_down([name])
+
+    def _since(self, name: str) -> dict[str, Any]:
+        since = self._down_since.get(name)
+        return {} if since is None else {"since": utc_iso(since), "down_for_s": round(time.time() - since, 1)}
+
     def metric_families(self) -> list[Metric]:
-        """The child's metric families as it last sent them (none while it is down or starting)."""
+        """The child's metric families as it last sent them; while it is down or starting, only its
+        pipelines' ``gatewatch_consumer_pipeline_up`` 0."""
         status = self._status
-        return families(status.get("metrics", [])) if status else []
+        if status:
+            return families(status.get("metrics", []))
+        up = GaugeMetricFamily(PIPELINE_UP, "1 while the pipeline runs (scorer process down: 0)",
+                               labels=["pipeline"])
+        for name in self.names:
+            up.add_metric([name], 0)
+        return [up]
 
     def health(self) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
         """(pipelines running in the child, as last reported; the others: name -> not running, why)."""
@@ -268,7 +301,7 @@ class ScorerProcess:
             base["silent_s"] = round(time.monotonic() - self._heard, 1)
         if status is None:
             why = self._down or ("stopping" if self._stopping else "starting")
-            return {}, {n: {"running": False, "error": why, **base} for n in self.names}
+            return {}, {n: {"running": False, "error": why, **base, **self._since(n)} for n in self.names}
         reported: dict[str, dict[str, Any]] = status.get("pipelines", {})
         failed: dict[str, str] = status.get("failed", {})
         running, down = {}, {}
@@ -277,7 +310,10 @@ class ScorerProcess:
             if h is not None and h.get("running"):
                 running[name] = {**h, **base}
             elif name in failed:
-                down[name] = {"running": False, "error": failed[name], **base}
+                down[name] = {"running": False, "error": failed[name], "kind": "permanent", **base,
+                              **self._since(name)}
+            elif h is not None:  # starting or retrying its start in the child
+                down[name] = {**h, "error": h.get("error") or h.get("state", "starting"), **base, **self._since(name)}
             else:
-                down[name] = {"running": False, "error": "starting" if h is None else "stopped", **base}
+                down[name] = {"running": False, "error": "starting", **base, **self._since(name)}
         return running, down

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 
@@ -37,7 +37,10 @@ _DETOXIFY_RENAMES = {
 
 
 class ModelUnavailable(RuntimeError):
-    """The model's files are not on this machine (and we never download)."""
+    """The model's files are not on this machine (and we never download): a configuration problem, not
+    something that passes by itself (``retriable`` False: a pipeline start retries it only at the cap)."""
+
+    retriable: ClassVar[bool] = False
 
 
 def load_once(key: tuple[Any, ...], factory: Callable[[], T]) -> T:

@@ -10,6 +10,9 @@
   A commit lost to a rebalance is counted and dropped (the batch is redelivered, rows are idempotent).
 - ``pause``/``idle``/``resume``: while the sink fails the pipeline holds its batch with every partition
   paused and keeps polling (which returns nothing), so the group membership stays alive.
+- ``start`` is bounded by ``start_timeout_s`` (a frozen broker makes aiokafka's start wait indefinitely)
+  and closes what it opened when it fails, so the pipeline's start can be retried (``consumers/startup.py``);
+  ``TopicsReady`` creates the topics as the first step of each process's start attempts.
 - ``gatewatch_consumer_lag`` is refreshed about every ``lag_interval_s`` and after each commit, also while
   a batch is stuck in a scorer or the sink (``lag.py``).
 """
@@ -46,6 +49,7 @@ class KafkaSourceConfig:
     dead_letter: bool = True
     auto_offset_reset: str = "earliest"
     lag_interval_s: float = 1.0  # how often gatewatch_consumer_lag is refreshed (and after each commit)
+    start_timeout_s: float = 30.0  # start() gives up (TransientError) when the broker takes longer
     # passed to AIOKafkaConsumer as is (session_timeout_ms, heartbeat_interval_ms, fetch_max_bytes, ...)
     consumer_options: dict[str, Any] = field(default_factory=dict)
 
@@ -65,8 +69,8 @@ def kafka_client_options(cfg: KafkaConfig) -> dict[str, Any]:
 async def ensure_topics(cfg: KafkaConfig) -> list[str]:
     """Create the events and DLQ topics when missing; return the names created."""
     admin = AIOKafkaAdminClient(**kafka_client_options(cfg))
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [t for t in (cfg.topic, cfg.dlq_topic) if t not in existing]
         if missing:
@@ -77,6 +81,35 @@ async def ensure_topics(cfg: KafkaConfig) -> list[str]:
         return missing
     finally:
         await admin.close()
+
+
+class TopicsReady:
+    """``ensure_topics`` as the first step of every pipeline start attempt in a process, done once: the
+    first attempt that gets through creates the topics, later ones return at once. Bounded by
+    ``timeout_s`` (a frozen broker accepts connections and then answers nothing); a timeout is a
+    ``TransientError``, so the start is retried like any other broker outage."""
+
+    def __init__(self, cfg: KafkaConfig, timeout_s: float) -> None:
+        self.cfg = cfg
+        self.timeout_s = timeout_s
+        self._done = False
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> None:
+        if self._done:
+            return
+        async with self._lock:
+            if self._done:
+                return
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    created = await ensure_topics(self.cfg)
+            except TimeoutError:
+                raise TransientError(f"the broker did not answer within {self.timeout_s:g}s "
+                                     "(creating topics)") from None
+            if created:
+                log.info("created topics %s", ", ".join(created))
+            self._done = True
 
 
 def parse(record: ConsumerRecord[bytes, bytes]) -> Event | DeadLetter:
@@ -130,8 +163,23 @@ class KafkaSource:
         self._lag_watch = LagWatch(name, self.lag, self.metrics.lag.labels(name), cfg.lag_interval_s)
 
     async def start(self) -> None:
+        """Connect (DLQ producer first, then the consumer), within ``start_timeout_s``: against a frozen
+        broker (SIGSTOPped, hung) aiokafka's start waits for the group coordinator indefinitely. A start
+        that fails, times out or is cancelled closes what it opened, so it may simply be called again."""
         if self.consumer is not None:
             return
+        try:
+            async with asyncio.timeout(self.cfg.start_timeout_s):
+                await self._connect()
+        except BaseException as exc:
+            await self._close_clients()
+            if isinstance(exc, TimeoutError):
+                raise TransientError(f"the broker did not answer within {self.cfg.start_timeout_s:g}s") from None
+            raise
+        self._lag_watch.start(self.consumer)
+        log.info("%s: consuming %s as group %s", self.name, self.kafka.topic, self.cfg.group_id)
+
+    async def _connect(self) -> None:
         opts = kafka_client_options(self.kafka)
         if self.cfg.dead_letter:  # downstream first
             self.producer = AIOKafkaProducer(**opts, acks="all")
@@ -141,8 +189,14 @@ class KafkaSource:
             auto_offset_reset=self.cfg.auto_offset_reset, **self.cfg.consumer_options)
         self.consumer.subscribe([self.kafka.topic], listener=_Repause(self))
         await self.consumer.start()
-        self._lag_watch.start(self.consumer)
-        log.info("%s: consuming %s as group %s", self.name, self.kafka.topic, self.cfg.group_id)
+
+    async def _close_clients(self) -> None:
+        consumer, self.consumer = self.consumer, None
+        producer, self.producer = self.producer, None
+        if consumer is not None:  # upstream first
+            await consumer.stop()
+        if producer is not None:
+            await producer.stop()
 
     def request_stop(self) -> None:
         self._stopping = True
@@ -150,13 +204,8 @@ class KafkaSource:
 
     async def stop(self) -> None:
         self.request_stop()
-        consumer, self.consumer = self.consumer, None
-        producer, self.producer = self.producer, None
         await self._lag_watch.stop()
-        if consumer is not None:  # upstream first
-            await consumer.stop()
-        if producer is not None:
-            await producer.stop()
+        await self._close_clients()
 
     async def batches(self) -> AsyncIterator[Batch]:
         while not self._stopping:

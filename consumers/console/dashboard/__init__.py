@@ -67,7 +67,8 @@ async def view_handler(request: web.Request) -> web.Response:
     name = request.match_info["view"]
     build = VIEWS.get(name)
     if build is None:
-        raise ApiError(404, "not_found", f"no dashboard view {name!r} (views: {', '.join(VIEWS)})")
+        shown = name if len(name) <= 40 else f"{name[:40]}..."  # never echo a whole overlong segment
+        raise ApiError(404, "not_found", f"no dashboard view {shown!r} (views: {', '.join(VIEWS)})")
     window = _window(request)
     panels = await _run(request, build, window)
     return json_response({"view": name, "window": window.describe(), "panels": panels})
