@@ -23,6 +23,7 @@ from gateway.redaction.cache import DetectionCache
 from gateway.redaction.config import Action, RedactionConfig
 from gateway.redaction.engines import LANGUAGE, Engine, EngineRegistry, default_registry
 from gateway.redaction.errors import PIIBlocked, RedactionFailed
+from gateway.redaction.normalize import OffsetMap, map_spans, normalize
 from gateway.redaction.operators import Hasher, PseudonymMap, operator_for
 from gateway.redaction.phone import MIN_DIGITS as PHONE_MIN_DIGITS
 from gateway.redaction.recognizers import RegexBudget, RegexTimeout
@@ -140,14 +141,20 @@ class Redactor:
     # ---- sync core (runs in a worker thread) --------------------------------------------
     def detect_sync(self, texts: Sequence[str], actions: Mapping[str, Action],
                     scope: str | None = None) -> list[list[Span]]:
+        """Spans per text, in the text's own offsets. Detection (prefilter, NLP, recognizers) sees each text
+        normalised (``normalize.normalize``: full-width forms, other scripts' digits, Unicode spaces and
+        dashes, format characters removed); the spans are mapped back to the original characters. The
+        cache is keyed on the original text and holds the mapped-back spans."""
         entities = self._entities(actions)
         if not entities:
             return [[] for _ in texts]
         cache = self._cache if scope is not None else None
         out: list[list[Span]] = [[] for _ in texts]
-        todo: list[tuple[int, list[str], bytes | None]] = []  # (index, entities it can hold, cache key)
+        # (index, entities it can hold, cache key, normalised text, map back)
+        todo: list[tuple[int, list[str], bytes | None, str, OffsetMap | None]] = []
         for i, text in enumerate(texts):
-            possible = possible_entities(text, entities, self._engine.prefiltered)
+            seen, offsets = normalize(text)  # (text, None) for ASCII: no cost
+            possible = possible_entities(seen, entities, self._engine.prefiltered)
             if not possible:
                 continue  # nothing can match: no NLP pass, no analyzer, nothing worth caching
             key = None
@@ -157,23 +164,24 @@ class Redactor:
                 if hit is not None:
                     out[i] = list(hit)
                     continue
-            todo.append((i, possible, key))
+            todo.append((i, possible, key, seen, offsets))
         if not todo:
             return out
-        analyzer = self._engine.analyzer
-        pending = [texts[i] for i, _, _ in todo]
-        if self.cfg.engine == "ner" and len(pending) > 1:  # one spaCy pass over the batch
-            artifacts = [a for _, a in analyzer.nlp_engine.process_batch(
-                pending, LANGUAGE, batch_size=min(len(pending), 32))]
-        else:
-            artifacts = [analyzer.nlp_engine.process_text(t, LANGUAGE) for t in pending]
+        artifacts = self._nlp([seen for _, _, _, seen, _ in todo])
         with RegexBudget(self.cfg.timeout_s):  # raises on leaving when a regex ran out of time
-            for (i, possible, _), text, art in zip(todo, pending, artifacts, strict=True):
-                out[i] = resolve_overlaps(self._analyze(text, possible, art))
+            for (i, possible, _, seen, offsets), art in zip(todo, artifacts, strict=True):
+                # overlaps are resolved after mapping: two spans can share one expanded character
+                out[i] = resolve_overlaps(map_spans(self._analyze(seen, possible, art), offsets))
         if cache is not None:  # only now: presidio swallows a regex timeout, leaving partial spans
-            for i, _, key in todo:
+            for i, _, key, _, _ in todo:
                 cache.put(key, tuple(out[i]))  # type: ignore[arg-type]
         return out
+
+    def _nlp(self, texts: list[str]) -> list[NlpArtifacts]:
+        nlp_engine = self._engine.analyzer.nlp_engine
+        if self.cfg.engine == "ner" and len(texts) > 1:  # one spaCy pass over the batch
+            return [a for _, a in nlp_engine.process_batch(texts, LANGUAGE, batch_size=min(len(texts), 32))]
+        return [nlp_engine.process_text(t, LANGUAGE) for t in texts]
 
     def _analyze(self, text: str, entities: Sequence[str], nlp_artifacts: NlpArtifacts) -> list[Span]:
         """``entities``: those ``possible_entities`` left. Phone numbers last, on the text with the other
@@ -317,6 +325,7 @@ def possible_entities(text: str, entities: Sequence[str], prefiltered: frozenset
     character or a number of digits (most prompts have no '@', many no digit, few 13). Only entities in
     ``prefiltered`` are dropped — the engine's set of entities reported by no recognizer but the ones these
     rules were derived from (engines.PREFILTER_RECOGNIZERS), so a custom recognizer is never skipped.
+    ``text`` is what the recognizers will see: ``detect_sync`` passes the normalised text.
 
     - EMAIL_ADDRESS: an '@';
     - PHONE_NUMBER: 6 digits (the windowed recognizer's smallest run);

@@ -8,6 +8,10 @@ StreamRedactor keeps the last ``holdback`` chars unreleased. Each release point 
   see the same text as a one-shot pass (cutting inside ``john.smith@x.io`` would release ``john.``).
 Without any whitespace the buffer grows to ``4 * holdback`` chars, then is cut anyway (never inside a
 span). So entities longer than ``holdback`` chars can be missed when split; pick the window to fit.
+Detection sees the buffer normalised (``normalize.py``) and spans come back in buffer offsets. The
+holdback counts characters normalisation keeps: format characters and combining marks inside a value
+(a zero-width space after every digit) do not push it out of the window, up to ``4 * holdback`` chars
+held in all.
 Time to first token: the first release comes once ``holdback + step`` chars have arrived.
 """
 
@@ -19,6 +23,7 @@ from collections.abc import Mapping, Sequence
 import regex
 
 from gateway.redaction.config import Action
+from gateway.redaction.normalize import visible_tail
 from gateway.redaction.operators import PLACEHOLDER_MAX_CHARS, PseudonymMap
 from gateway.redaction.redactor import Redactor
 from gateway.redaction.spans import Span
@@ -88,7 +93,8 @@ class StreamRedactor:
         if final:
             cut = len(text)
         else:
-            cut = safe_cut(text, spans, len(text) - self._hold, force=len(text) > 4 * self._hold)
+            tail = min(visible_tail(text, self._hold), 4 * self._hold)  # == holdback for ASCII
+            cut = safe_cut(text, spans, len(text) - tail, force=len(text) > 4 * self._hold)
             if cut == 0:
                 return ""
         result = self._redactor.apply(text[:cut], [s for s in spans if s.end <= cut], self._actions,
