@@ -13,6 +13,15 @@ class RedactionFailed(ServiceUnavailable):
     code = "redaction_failed"
 
 
+class RedactionInputTooLarge(RedactionFailed):
+    """More text than the policy lets the engine analyse (``pii.max_input_chars``): the caller's to fix,
+    so a 413 that names the limit; still a ``RedactionFailed``, so every fail-closed path refuses it."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
 class PIIBlocked(PolicyDenied):
     """The text holds an entity type whose action is ``block``: 403. Carries types, never values."""
 

@@ -22,7 +22,7 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 from gateway.redaction.cache import DetectionCache
 from gateway.redaction.config import Action, RedactionConfig
 from gateway.redaction.engines import LANGUAGE, Engine, EngineRegistry, default_registry
-from gateway.redaction.errors import PIIBlocked, RedactionFailed
+from gateway.redaction.errors import PIIBlocked, RedactionFailed, RedactionInputTooLarge
 from gateway.redaction.normalize import OffsetMap, map_spans, normalize
 from gateway.redaction.operators import Hasher, PseudonymMap, operator_for
 from gateway.redaction.phone import MIN_DIGITS as PHONE_MIN_DIGITS
@@ -268,7 +268,9 @@ class Redactor:
     def _check_size(self, texts: Sequence[str]) -> None:
         total = sum(len(t) for t in texts)
         if total > self.cfg.max_input_chars:
-            raise RedactionFailed(f"text too long to redact ({total} > {self.cfg.max_input_chars} chars)")
+            raise RedactionInputTooLarge(
+                f"The text to check for PII ({total:,} characters) is more than this tenant's policy allows "
+                f"({self.cfg.max_input_chars:,}, pii.max_input_chars); send less text.")
 
     def _inline(self, fn: Callable[[], T]) -> T:
         """Short regex-engine work on the event loop: same failure mapping as the pool (fail closed)."""

@@ -108,3 +108,20 @@ def test_walk_is_iterative_and_finds_the_first_deep_path() -> None:
     assert too_deep(nest(100_000), 64) is not None  # no RecursionError
     assert too_deep({"a": [1, 2, {"b": "c"}]}, 3) is None
     assert too_deep({"a": [1, 2, {"b": ["c"]}]}, 3) == "a[2].b"
+
+
+async def test_more_text_than_the_pii_limit_is_a_413_naming_it(gw: Gateway) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "a b " * 2_000_000}]}  # 8 MB, under 8 MiB
+    status, out = await post(gw, "chat/completions", orjson.dumps(body))
+    assert status == 413, out
+    assert out["error"]["code"] == "request_too_large" and out["error"]["type"] == "invalid_request_error"
+    assert "pii.max_input_chars" in out["error"]["message"] and "200,000" in out["error"]["message"]
+    ev = gw.emitter.events[-1]
+    assert ev["status"] == 413 and ev["request"]["messages"] == []
+
+
+async def test_body_over_max_body_bytes_is_a_413_naming_it(gw: Gateway) -> None:
+    raw = b'{"model": "m", "messages": [{"role": "user", "content": "' + b"x" * (8 << 20) + b'"}]}'
+    status, out = await post(gw, "chat/completions", raw)
+    assert status == 413 and "8388608 bytes" in out["error"]["message"]
+    assert gw.emitter.events[-1]["status"] == 413

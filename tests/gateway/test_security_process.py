@@ -44,13 +44,15 @@ async def test_gateway_process_logs_no_secret_and_audits_every_answer(tmp_path: 
     (tmp_path / "g.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "GATEWATCH_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     base = [sys.executable, "-m", "gatewatch", "-c", str(tmp_path / "g.yaml")]
-    made = subprocess.run([*base, "keys", "create", "--tenant", "acme"], capture_output=True, text=True, env=env,
-                          timeout=60, check=True)
-    key = made.stdout.strip()
+    made = await asyncio.create_subprocess_exec(*base, "keys", "create", "--tenant", "acme", env=env,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, _ = await asyncio.wait_for(made.communicate(), 60)
+    assert made.returncode == 0
+    key = out.decode().strip()
     log_path = tmp_path / "gateway.log"
     with log_path.open("w") as log_file:
-        proc = subprocess.Popen([*base, "--log-level", "DEBUG", "gateway"], stdout=log_file,
-                                stderr=subprocess.STDOUT, env=env)
+        proc = await asyncio.create_subprocess_exec(*base, "--log-level", "DEBUG", "gateway", stdout=log_file,
+                                                    stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as s:
@@ -96,7 +98,7 @@ async def test_gateway_process_logs_no_secret_and_audits_every_answer(tmp_path: 
             assert 'model="other"' in metrics
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        await asyncio.wait_for(proc.wait(), 30)
     text = log_path.read_text()
     assert "gateway ready" in text  # the log was written at all
     for secret in (key, key[3:], UPSTREAM_KEY):
@@ -126,6 +128,10 @@ def test_scrub_keeps_ordinary_text() -> None:
     assert scrub(line) == line
 
 
+def _fail(secret: str) -> None:
+    raise ValueError(f"bad key {secret}")
+
+
 def test_filter_scrubs_message_arguments_and_tracebacks() -> None:
     secret = "gw-" + "Q" * 40
     record_holder: list[str] = []
@@ -142,7 +148,7 @@ def test_filter_scrubs_message_arguments_and_tracebacks() -> None:
     try:
         logger.error("request %r", {"authorization": f"Bearer {secret}"})
         try:
-            raise ValueError(f"bad key {secret}")
+            _fail(secret)
         except ValueError:
             logger.exception("step failed")
     finally:

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import ServiceUnavailable
 from gateway.redaction import EngineRegistry, RedactionConfig, RedactionFailed, Redactor
+from gateway.redaction.errors import RedactionInputTooLarge
 from gateway.redaction.recognizers import RegexTimeout
 
 pytestmark = pytest.mark.timeout(60)
@@ -22,7 +22,9 @@ async def test_oversize_input_fails_closed(make_redactor: Callable[..., Redactor
     redactor = make_redactor(max_input_chars=100)
     with pytest.raises(RedactionFailed) as info:
         await redactor.redact("x" * 101)
-    assert isinstance(info.value, ServiceUnavailable) and info.value.status == 503
+    # still fails closed (a RedactionFailed), but the caller sent too much: 413 naming the limit
+    assert isinstance(info.value, RedactionInputTooLarge) and info.value.status == 413
+    assert "pii.max_input_chars" in info.value.message
     with pytest.raises(RedactionFailed):
         await redactor.redact_many(["x" * 60, "y" * 60])
     assert (await redactor.redact("x" * 100)).text == "x" * 100
