@@ -112,17 +112,26 @@ class BodyLimits:
 
 def too_deep(body: Any, max_depth: int) -> str | None:
     """The path (``messages[0].content[0]``) of the first value nested deeper than ``max_depth``, or None.
-    Iterative: a hostile body cannot make the walk itself recurse."""
-    stack: list[tuple[Any, int, str]] = [(body, 1, "")]
-    while stack:
-        value, depth, path = stack.pop()
-        if depth > max_depth:
-            return (path if len(path) <= 96 else path[:96] + "…") or "<root>"
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1, f"{path}.{k}" if path else str(k)) for k, v in value.items()
-                         if isinstance(v, dict | list))
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1, f"{path}[{i}]") for i, v in enumerate(value) if isinstance(v, dict | list))
+    The walk recurses at most ``max_depth`` frames (it stops there), so a hostile body cannot exhaust the
+    stack; it looks only at containers (a typical chat body: a few microseconds)."""
+    found = _deep(body, max_depth - 1) if isinstance(body, dict | list) else None
+    if found is None:
+        return None
+    path = "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in reversed(found)).lstrip(".")
+    return (path if len(path) <= 96 else path[:96] + "…") or "<root>"
+
+
+def _deep(value: dict[str, Any] | list[Any], budget: int) -> list[str | int] | None:
+    """Keys from the too-deep point back up to ``value`` (innermost first), or None."""
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for k, v in items:
+        if type(v) is dict or type(v) is list:
+            if budget == 0:
+                return [k]
+            found = _deep(v, budget - 1)
+            if found is not None:
+                found.append(k)
+                return found
     return None
 
 
