@@ -21,6 +21,8 @@ COST = Counter("gatewatch_cost_usd_total", "Cost in USD from the price table", [
 STREAM_ERRORS = Counter("gatewatch_stream_errors_total", "Streams ended by an error event", ["reason"])
 EVENTS_SANITIZED = Counter("gatewatch_events_sanitized_total",
                            "Events whose strings held code points JSON cannot carry (stored escaped)")
+EVENTS_TRUNCATED = Counter("gatewatch_events_truncated_total",
+                           "Events whose texts were cut to fit Kafka's message size (each cut is marked)")
 CLIENT_DISCONNECTS = Counter("gatewatch_client_disconnects_total", "Clients that went away mid-request")
 
 _children: dict[tuple[int, tuple[str, ...]], object] = {}

@@ -26,6 +26,7 @@ from gateway.metrics import (
     CLIENT_DISCONNECTS,
     COST,
     EVENTS_SANITIZED,
+    EVENTS_TRUNCATED,
     LATENCY,
     REQUESTS,
     TOKENS,
@@ -55,14 +56,54 @@ def cost_of(price: Price | None, ex: Exchange) -> float | None:
     return (ex.usage.input_tokens * price.input_per_1m + (ex.usage.output_tokens or 0) * price.output_per_1m) / 1e6
 
 
-def serialize(event: dict[str, Any]) -> bytes:
-    """The event as JSON. A string orjson refuses (a lone surrogate: bytes that were not UTF-8) is stored
-    with those code points escaped (``\\udce9``) and counted, so the event is never lost to its content."""
+# Kafka's default message.max.bytes and the producer's max_request_size are 1 MiB; an event over it would
+# be dropped (counted) — an exchange missing from the audit log because its text was long. Events are cut
+# to fit this, with room for the key, headers and record overhead.
+EVENT_MAX_BYTES = 960 << 10
+_CUT = "…[cut by the gateway: {} more characters]"
+
+
+def serialize(event: dict[str, Any], max_bytes: int = EVENT_MAX_BYTES) -> bytes:
+    """The event as JSON, never lost to its content: a string orjson refuses (a lone surrogate: bytes that
+    were not UTF-8) is stored with those code points escaped (``\\udce9``); an event over ``max_bytes`` has
+    its longest texts cut (each marked with how much was cut). Both are counted."""
     try:
-        return orjson.dumps(event)
+        payload = orjson.dumps(event)
     except TypeError:
         EVENTS_SANITIZED.inc()
-        return orjson.dumps(_escaped(event))
+        event = _escaped(event)
+        payload = orjson.dumps(event)
+    if len(payload) > max_bytes:
+        EVENTS_TRUNCATED.inc()
+        payload = _fit(event, len(payload), max_bytes)
+    return payload
+
+
+def _texts(event: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """(holder, key) of every free text of an event: message and context contents, the response."""
+    req, resp = event["request"], event["response"]
+    out = [(m, "content") for m in (*req["messages"], *req["context"]) if isinstance(m.get("content"), str)]
+    if isinstance(resp.get("text"), str):
+        out.append((resp, "text"))
+    return out
+
+
+def _fit(event: dict[str, Any], size: int, max_bytes: int) -> bytes:
+    """Cap every text at one length, halving it until the event fits (a handful of tries, huge events only)."""
+    slots = _texts(event)
+    original = [h[k] for h, k in slots]
+    cap = max((len(t) for t in original), default=0)
+    payload = b""
+    while cap > 0:
+        cap //= 2
+        for (holder, key), text in zip(slots, original, strict=True):
+            holder[key] = text if len(text) <= cap else text[:cap] + _CUT.format(len(text) - cap)
+        payload = orjson.dumps(event)
+        if len(payload) <= max_bytes:
+            return payload
+    # no text left to cut (an absurd metadata map): keep the exchange's facts, drop the free-form maps
+    event["metadata"], event["request"]["params"] = {}, {}
+    return orjson.dumps(event)
 
 
 def _escaped(value: Any) -> Any:

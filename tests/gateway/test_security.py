@@ -206,3 +206,27 @@ async def test_identity_hash_mode_is_stable_and_stores_no_value(
     assert users[0] == users[1] != users[2]
     assert all(ev["metadata"]["account"].startswith("<METADATA:") for ev in events)
     assert "u-1001" not in orjson.dumps(events).decode() and "acct-77" not in orjson.dumps(events).decode()
+
+
+async def test_an_event_too_large_for_kafka_is_cut_to_fit_not_dropped(
+        make_gateway: GatewayFactory, mock, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A long prompt must not hide its exchange from the audit log: Kafka refuses records over 1 MiB, so
+    the event's texts are cut (and marked) to fit instead of the event being dropped."""
+    from gateway.chain.emit import EVENT_MAX_BYTES
+    from gateway.events.delivery import MAX_REQUEST_BYTES
+
+    assert EVENT_MAX_BYTES < MAX_REQUEST_BYTES - 16_384
+    write_policy(tmp_path / "home", "acme", {"pii": {"input": {}, "events": {}}})  # raw capture allowed
+    g = await make_gateway({"gpt-4o-mini": {"deployments": [deployment(mock)]}})
+    before = REGISTRY.get_sample_value("gatewatch_events_truncated_total") or 0.0
+    big = "é" * 700_000  # 1.4 MB of UTF-8 in one message
+    body = orjson.dumps({"model": "gpt-4o-mini", "messages": [
+        {"role": "system", "content": "short system prompt"}, {"role": "user", "content": big}]})
+    status, _ = await raw_request(g.url, "/v1/chat/completions", [auth(g)], body)
+    assert status == 200
+    ev = (await wait_events(g, 1))[0]
+    assert len(orjson.dumps(ev)) <= EVENT_MAX_BYTES
+    system, user = ev["request"]["messages"]
+    assert system["content"] == "short system prompt"  # short texts are kept whole
+    assert user["content"].startswith("é" * 1000) and "more characters]" in user["content"]
+    assert (REGISTRY.get_sample_value("gatewatch_events_truncated_total") or 0.0) == before + 1
