@@ -15,19 +15,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gateway.config import GatewayConfig, ModelAlias, RoutingConfig, TenantConfig
 from gateway.governance.config import GovernanceConfig
 from schemas.config import KafkaConfig
 
 ENV_PREFIX = "GATEWATCH__"
+ARCHIVER_GROUP = "gatewatch-archiver"  # the worker's archiver group (consumers/registry.py; not imported here)
 
 
 class EmbeddedConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     broker_port: int = Field(default=9092, ge=1, le=65535)
     mock_upstream_port: int = Field(default=8090, ge=1, le=65535)
+    # The embedded broker keeps topics in memory only: unless gateway.emitter.retain_group is set, the gateway
+    # keeps each delivered event on disk until the archiver committed it, and sends it again if the broker
+    # restarted without it (docs/reliability.md, "Durable embedded broker"). false: events acknowledged but
+    # not yet archived are lost (and counted) when the broker process dies.
+    retain_events: bool = True
 
 
 class Settings(BaseModel):
@@ -55,6 +61,17 @@ class Settings(BaseModel):
     @property
     def usage_file(self) -> Path:
         return self.governance.usage_file or self.home / "usage.json"
+
+    @model_validator(mode="after")
+    def _embedded_retention(self) -> Settings:
+        """The embedded broker (no kafka.bootstrap_servers) forgets acknowledged events when it dies: turn the
+        emitter's retention on for the archiver group, unless the emitter section says otherwise."""
+        emitter = self.gateway.emitter
+        if self.kafka.bootstrap_servers is None and self.embedded.retain_events \
+                and "retain_group" not in emitter.model_fields_set:
+            emitter = emitter.model_copy(update={"retain_group": ARCHIVER_GROUP})
+            object.__setattr__(self, "gateway", self.gateway.model_copy(update={"emitter": emitter}))
+        return self
 
     def tenant(self, name: str) -> TenantConfig:
         return self.tenants.get(name) or self.tenants.get("default") or TenantConfig()

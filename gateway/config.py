@@ -92,6 +92,16 @@ class EmitterConfig(BaseModel):
     spool_max_bytes: PositiveInt = 1 << 30  # 1 GiB; beyond this events are dropped (and counted)
     spool_segment_bytes: PositiveInt = 16 << 20
     retry_interval_s: PositiveFloat = 2.0  # how often to probe the broker while spooling
+    # Retention (gateway/events/recovery.py): every delivered event stays on disk until this consumer group
+    # (the archiver, "gatewatch-archiver") has committed past it, and is sent again if the broker comes back
+    # without it. None: off — a replicated Kafka keeps what it acknowledged; the embedded default turns it on.
+    retain_group: str | None = None
+    retain_max_bytes: NonNegativeInt = 256 << 20  # past this the oldest are released early (counted); 0: none kept
+    retain_poll_s: PositiveFloat = 1.0  # how often committed and end offsets are read
+    # after the broker came back empty, send nothing for this long (emit() spools), so that consumers still at
+    # old-log positions see the new log while it is short, and rewind (consumers/sources/kafka.py); about the
+    # worker's retry_max_s (5 s): a consumer retrying a commit with its partitions paused fetches only after
+    reset_hold_s: NonNegativeFloat = 5.0
 
 
 class TenantConfig(BaseModel):

@@ -15,6 +15,13 @@
   ``TopicsReady`` creates the topics as the first step of each process's start attempts.
 - ``gatewatch_consumer_lag`` is refreshed about every ``lag_interval_s`` and after each commit, also while
   a batch is stuck in a scorer or the sink (``lag.py``).
+- A partition whose log end (the fetch highwater) went down, or lies before this source's position when
+  first seen, was emptied under it (the embedded broker, Tansu ``memory://``, restarted: it answers a fetch
+  past the end with no records, not OFFSET_OUT_OF_RANGE, and accepts commits of old-log offsets). The
+  source rewinds it as Kafka's reset would (``auto_offset_reset``: earliest -> offset 0) and does not commit
+  old-log offsets into the new log, so the events the gateway sends again (gateway/events/recovery.py) are
+  read, not skipped. (Only a drop counts once the end was seen: Tansu's highwater can lag the records it
+  serves for a moment after a restart.)
 """
 
 from __future__ import annotations
@@ -160,6 +167,9 @@ class KafkaSource:
         self._stopping = False
         self._stop_requested = asyncio.Event()  # wakes a getmany waiting out the batch window
         self.lag = LagTracker()
+        # highest fetch highwater seen per partition, kept across rebalances: a log's end never goes down
+        # unless the log was lost (then the partition is rewound and this starts again)
+        self.ends: dict[TopicPartition, int] = {}
         self._lag_watch = LagWatch(name, self.lag, self.metrics.lag.labels(name), cfg.lag_interval_s)
 
     async def start(self) -> None:
@@ -219,6 +229,7 @@ class KafkaSource:
         count, deadline = 0, None
         loop = asyncio.get_running_loop()
         while count < self.cfg.max_records and not self._stopping:
+            await self._rewind_emptied(consumer)
             remaining = self.cfg.max_wait_ms if deadline is None else int((deadline - loop.time()) * 1000)
             if remaining <= 0:
                 break
@@ -260,6 +271,39 @@ class KafkaSource:
                 await asyncio.wait({fetch})
         return {} if fetch.cancelled() else fetch.result()
 
+    async def _rewind_emptied(self, consumer: AIOKafkaConsumer) -> None:
+        """Rewind partitions whose log was emptied under this source (see the module docstring); their
+        records already in this batch are still written, but not committed (``commit``)."""
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is None:
+                continue
+            seen = self.ends.get(tp)
+            if seen is None:
+                try:
+                    async with asyncio.timeout(0.1):
+                        behind = await consumer.position(tp) > end
+                except (TimeoutError, IllegalStateError):
+                    continue
+            else:
+                behind = end < seen
+            if not behind:
+                self.ends[tp] = max(end, seen or 0)
+                continue
+            log.warning("%s: %s now ends at offset %d, before what we read: the broker lost its log; "
+                        "re-reading it from the %s", self.name, tp, end,
+                        "end" if self.cfg.auto_offset_reset == "latest" else "start")
+            consumer.seek(tp, end if self.cfg.auto_offset_reset == "latest" else 0)
+            self.lag.forget([tp])
+            self.ends.pop(tp, None)
+
+    def _emptied(self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> bool:
+        """Committing ``offset`` would put an old-log position into a log that was emptied meanwhile."""
+        if tp not in consumer.assignment() or (end := consumer.highwater(tp)) is None or offset <= end:
+            return False
+        seen = self.ends.get(tp)
+        return seen is None or end < seen
+
     def _add(self, batch: Batch, record: ConsumerRecord[bytes, bytes]) -> None:
         parsed = parse(record)
         if isinstance(parsed, DeadLetter):
@@ -271,7 +315,8 @@ class KafkaSource:
     async def commit(self, batch: Batch) -> None:
         await self._dead_letter(batch.dead)
         consumer = self._require()
-        offsets = {tp: off for tp, off in batch.offsets.items() if off > self.lag.committed.get(tp, -1)}
+        offsets = {tp: off for tp, off in batch.offsets.items()
+                   if off > self.lag.committed.get(tp, -1) and not self._emptied(consumer, tp, off)}
         if not offsets:
             return
         try:

@@ -69,6 +69,8 @@ class SendResult:
     rejected: int = 0  # refused for good by the broker: count as dropped, do not retry
     failed: list[int] = field(default_factory=list)  # indexes into the batch, in order: retry / spool
     error: str | None = None  # class name of the first failure
+    # acknowledged record batches: (partition, base offset, indexes into the batch in offset order)
+    acked: list[tuple[int, int, list[int]]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -150,6 +152,7 @@ def _settle(result: SendResult, group: _Group, fut: asyncio.Future[Any], pending
         result.error = result.error or "DeliveryTimeout"
     elif (exc := fut.exception()) is None:
         result.delivered += len(group.indexes)
+        result.acked.append((group.partition, fut.result().offset, group.indexes))
     elif isinstance(exc, PERMANENT_ERRORS):
         result.rejected += len(group.indexes)
         return True

@@ -13,10 +13,14 @@ One task (``_run``) owns the producer and moves records in order:
   acknowledged batch; as soon as a read reaches the end of the spool (checked and switched without an
   await, so no ``emit()`` slips in between) ``emit()`` goes back to the queue, whose records are sent
   only after that last spool batch is acknowledged (so replay also finishes under steady load);
-* when the broker is unreachable the task retries every ``retry_interval_s``; start() never waits for it.
+* when the broker is unreachable the task retries every ``retry_interval_s``; start() never waits for it;
+* with ``retain_group`` set (the embedded default), every acknowledged event is also kept on disk until that
+  group (the archiver) has committed past it, and a broker that comes back without acknowledged events
+  (Tansu ``memory://`` after its process died) gets them again before anything newer (recovery.py).
 
 Guarantee: at-least-once for everything handed to ``emit()`` unless it is counted in
-``gatewatch_emitter_events_dropped_total`` (spool full, disk error, too large, rejected by the broker).
+``gatewatch_emitter_events_dropped_total`` (spool full, disk error, too large, rejected by the broker,
+and, with retention, acknowledged then forgotten by the broker after retention had to release it).
 Duplicates (a batch re-sent after a lost acknowledgement or a crash) carry the same event_id. A crash
 (SIGKILL, OOM) loses the in-memory queue and up to ``SYNC_INTERVAL_S`` of unflushed spool writes.
 Per-key order is kept except when a full queue spilled to the spool and the broker then failed while
@@ -38,7 +42,8 @@ from aiokafka.errors import KafkaError
 
 from gateway.config import EmitterConfig
 from gateway.events import metrics as m
-from gateway.events.delivery import MAX_REQUEST_BYTES, close_producer, producer_kwargs, send_records
+from gateway.events.delivery import MAX_REQUEST_BYTES, SendResult, close_producer, producer_kwargs, send_records
+from gateway.events.recovery import OffsetWatch, Recovery
 from gateway.events.spool import MAX_KEY_BYTES, Record, Spool, fsync_paths
 from gateway.events.topics import ensure_topic
 from schemas.config import KafkaConfig
@@ -70,6 +75,9 @@ class EventEmitter:
         self._warned: set[str] = set()  # log each kind of trouble once per episode
         self._broker_up: bool | None = None
         self._delivery_timeout = kafka.request_timeout_ms / 1000 + 1.0
+        self._recovery = Recovery(kafka, cfg, spool_dir, self._wakeup.set) if cfg.retain_group else None
+        self._watch = OffsetWatch(kafka, cfg, self._recovery) if self._recovery is not None else None
+        self._watcher: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -77,12 +85,16 @@ class EventEmitter:
         if self._state != "new":
             return
         await asyncio.to_thread(self._spool.open)
+        if self._recovery is not None:
+            await self._recovery.open()
         if self._spool.pending:
             self._enter_spooling()  # older events first: replay the previous run's spool
         self._update_spool_gauge()
         self._state = "running"
         self._task = asyncio.create_task(self._run(), name="gatewatch-emitter")
         self._syncer = asyncio.create_task(self._sync_loop(), name="gatewatch-emitter-spool-sync")
+        if self._watch is not None:
+            self._watcher = asyncio.create_task(self._watch.run(), name="gatewatch-emitter-offsets")
         log.info("event emitter started (topic %s, spool %s)", self._kafka.topic, self._spool.directory)
 
     async def stop(self, timeout: float = 10.0) -> None:
@@ -98,6 +110,8 @@ class EventEmitter:
                 await _cancel(self._task)
         if self._syncer is not None:
             await _cancel(self._syncer)
+        if self._watcher is not None:
+            await _cancel(self._watcher)
         if not was_running and self._queue:  # emitted before start(): keep them
             await asyncio.to_thread(self._spool.open)
         self._spool_records(self._inflight)
@@ -106,6 +120,8 @@ class EventEmitter:
         self._state = "stopped"
         if self._spool.opened:
             await asyncio.to_thread(self._spool.close)
+        if self._recovery is not None:
+            await asyncio.to_thread(self._recovery.close)
         self._update_spool_gauge()
         log.info("event emitter stopped (%d bytes left in the spool)", self._spool.pending_bytes)
 
@@ -173,6 +189,13 @@ class EventEmitter:
         """Move records until stopped (True) or a delivery fails (False)."""
         linger = self._cfg.linger_ms / 1000
         while True:
+            recovering = await self._recover(producer)
+            if recovering is not None:
+                if not recovering:
+                    return False
+                if self._state != "running":
+                    return True  # the replay spool keeps them for the next start
+                continue
             if self._queue:
                 if linger and len(self._queue) < self._cfg.batch_max and self._state == "running":
                     # let a batch fill a little: fewer, larger produce requests cost the loop less CPU
@@ -191,6 +214,29 @@ class EventEmitter:
             else:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+
+    async def _recover(self, producer: AIOKafkaProducer) -> bool | None:
+        """After a broker lost acknowledged events: apply the reset, hold, resend (recovery.py).
+        None when there is nothing to do; else whether the last step's delivery went through."""
+        rec = self._recovery
+        if rec is None:
+            return None
+        loop = asyncio.get_running_loop()
+        if rec.reset_reason is not None:
+            self._enter_spooling()  # no await before: nothing newer reaches the broker before the replay
+            await rec.apply_reset(loop.time())
+            return True
+        if self._state == "running" and (wait := rec.hold_until - loop.time()) > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._stopping.wait()
+            return True
+        if rec.replay is None:
+            return None
+        if self._state != "running":
+            return True
+        return await rec.resend(lambda batch: self._send(producer, batch), self._cfg.batch_max,
+                                lambda: self._drop("corrupt", "corrupt retained records skipped"))
 
     async def _send_live(self, producer: AIOKafkaProducer) -> bool:
         n = min(len(self._queue), self._cfg.batch_max)
@@ -232,6 +278,7 @@ class EventEmitter:
         result = await send_records(producer, self._kafka.topic, batch, self._delivery_timeout)
         m.SEND_SECONDS.observe(time.perf_counter() - started)
         m.DELIVERED.inc(result.delivered)
+        self._retain(batch, result)
         if result.rejected:
             m.DROPPED.labels("rejected").inc(result.rejected)
             self._warn_once("rejected", "broker rejected %d events for good", result.rejected)
@@ -240,6 +287,11 @@ class EventEmitter:
             log.warning("delivery failed (%s): %d events to the spool", result.error, len(result.failed))
         return result.delivered, [batch[i] for i in result.failed]
 
+    def _retain(self, batch: list[Record], result: SendResult) -> None:
+        if self._recovery is not None:
+            for partition, base, indexes in result.acked:
+                self._recovery.acked(partition, base, [batch[i] for i in indexes])
+
     async def _connect(self) -> AIOKafkaProducer | None:
         producer = AIOKafkaProducer(**self._producer_kwargs)
         try:
@@ -247,6 +299,8 @@ class EventEmitter:
                 await producer.start()
                 await self._ensure_topic()
                 await producer.partitions_for(self._kafka.topic)
+            if self._watch is not None:
+                await self._watch.poll()  # did the broker come back without what it acknowledged?
         except (KafkaError, OSError, TimeoutError) as exc:
             m.DELIVERY_ERRORS.labels(type(exc).__name__).inc()
             if self._broker_up is not False:
@@ -270,9 +324,10 @@ class EventEmitter:
         while True:
             await asyncio.sleep(SYNC_INTERVAL_S)
             try:
-                targets = self._spool.fsync_targets()
-                if targets is not None:
-                    await asyncio.to_thread(fsync_paths, targets)
+                for store in (self._spool, self._recovery.retention if self._recovery else None):
+                    targets = store.fsync_targets() if store is not None else None
+                    if targets is not None:
+                        await asyncio.to_thread(fsync_paths, targets)
             except OSError as exc:
                 self._warn_once("fsync", "spool flush/fsync failed: %s", exc)
 
