@@ -6,6 +6,9 @@ worker without the scoring stack still runs the archiver).
 
 Each pipeline writes through ``PipelineContext.sink(name)``: a ``ClickHouseSink`` on the warehouse, or
 what ``sink_factory`` makes (the scorer child process forwards its writes to the worker, ``consumers/child``).
+A scorer that keeps state in the warehouse (drift baselines) reads it through
+``PipelineContext.warehouse_reads()``: ``reads`` when given (the chdb scorer child asks the worker), else
+one ``LocalReads`` per pipeline on the warehouse.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from consumers.archiver import EventsArchiver
 from consumers.config import ARCHIVER, WorkerConfig
@@ -23,6 +27,9 @@ from consumers.sinks.clickhouse import ClickHouseSink
 from consumers.sources.kafka import KafkaSource, KafkaSourceConfig
 from consumers.warehouse import Warehouse
 from schemas.config import KafkaConfig
+
+if TYPE_CHECKING:
+    from consumers.scorers.reads import WarehouseReads
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,7 @@ class PipelineContext:
     metrics: ConsumerMetrics
     dlq_owner: str  # the one pipeline of this worker that produces invalid messages to the DLQ
     sink_factory: Callable[[str], Sink] | None = None  # pipeline name -> its sink (default: ClickHouseSink)
+    reads: WarehouseReads | None = None  # scorers' warehouse reads (default: LocalReads on the warehouse)
 
     def sink(self, name: str) -> Sink:
         if self.sink_factory is not None:
@@ -42,6 +50,13 @@ class PipelineContext:
         if self.warehouse is None:
             raise ValueError("a pipeline context needs a warehouse or a sink factory")
         return ClickHouseSink(self.warehouse.new_client, max_rows_per_insert=self.worker.max_rows_per_insert)
+
+    def warehouse_reads(self) -> WarehouseReads | None:
+        if self.reads is not None or self.warehouse is None:
+            return self.reads
+        from consumers.scorers.reads import LocalReads
+
+        return LocalReads(self.warehouse.new_client)
 
 
 PipelineFactory = Callable[[PipelineContext], Pipeline]
@@ -75,7 +90,7 @@ def scorer_pipeline_factory(name: str) -> PipelineFactory:
     def build(ctx: PipelineContext) -> Pipeline:
         from consumers.scorers import SCORER_FACTORIES
 
-        return _pipeline(name, ctx, [SCORER_FACTORIES[name](ctx.worker.scorers)])
+        return _pipeline(name, ctx, [SCORER_FACTORIES[name](ctx.worker.scorers, reads=ctx.warehouse_reads())])
 
     return build
 

@@ -28,13 +28,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     from gatewatch.slim import slim_gateway_imports
 
     slim_gateway_imports()  # before anything imports the gateway
-    from gatewatch.runtime import install_uvloop
+    from gatewatch.procs import RestartPolicy
     from gatewatch.up import run_up
 
     settings = _settings(args)
-    install_uvloop()
-    asyncio.run(run_up(settings, config_path(path=args.config), with_worker=not args.no_worker))
-    return 0
+    try:
+        policy = RestartPolicy(max_restarts=args.max_restarts, window_s=args.restart_window)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    if not 0 <= args.status_port <= 65535:
+        raise CliError(f"--status-port: {args.status_port} is not a port (0 turns the status server off)")
+    return asyncio.run(run_up(settings, config_path(path=args.config), with_worker=not args.no_worker,
+                              status_port=args.status_port, drain_timeout=args.drain_timeout, policy=policy,
+                              log_level=args.log_level))
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
@@ -267,6 +273,40 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+_BASELINE_COLUMNS = ("tenant", "model", "field", "state", "baseline_id", "baseline_size", "embed_model",
+                     "collected_from", "collected_to", "created_at")
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    """Drift baselines through the worker's console (``/api/drift``): list them, or reset some on purpose."""
+    from consumers.audit.client import ConsoleError, format_table
+
+    client = _console(args)
+    wanted = {k: v for k in ("tenant", "model", "field") if (v := getattr(args, k, None))}
+    try:
+        if args.drift_cmd == "reset":
+            result = client.drift_reset(wanted)
+        else:
+            result = client.drift_baselines({**wanted, "state": args.state})
+    except ConsoleError as exc:
+        raise CliError(str(exc)) from None
+    if args.json:
+        print(orjson_dumps(result))
+    elif args.drift_cmd == "baselines":
+        rows = [[r.get(c) for c in _BASELINE_COLUMNS] for r in result["baselines"]]
+        print(format_table({"columns": list(_BASELINE_COLUMNS), "rows": rows, "truncated": False}))
+    elif not result["count"]:
+        print("no active drift baseline matches " + " ".join(f"{k}={v}" for k, v in wanted.items()))
+    else:
+        print(f"reset {result['count']} drift baseline(s):")
+        for r in result["reset"]:
+            print(f"  {r['tenant']} {r['model'] or '-'} {r['field']}: {r['baseline_id']} ({r['baseline_size']} events, "
+                  f"{r['collected_from']} .. {r['collected_to']})")
+        print("running drift scorers collect a new baseline from the next events of each "
+              "(within drift.baseline_refresh)")
+    return 0
+
+
 def cmd_console_token(args: argparse.Namespace) -> int:
     from consumers.console.tokens import TOKENS_FILE, create_token
 
@@ -300,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the embedded default: broker, mock upstream, worker, gateway")
     up.add_argument("--no-worker", action="store_true", help="do not start the worker")
+    up.add_argument("--status-port", type=int, default=8082, metavar="PORT",
+                    help="supervisor /healthz and /metrics on 127.0.0.1:PORT (default 8082; 0: off)")
+    up.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
+                    help="on stop, how long to wait for the worker to consume what the memory broker holds")
+    up.add_argument("--max-restarts", type=int, default=5, metavar="N",
+                    help="a child that fails more than N times within --restart-window stops everything (5)")
+    up.add_argument("--restart-window", type=float, default=60.0, metavar="SECONDS", help="(default 60)")
     up.set_defaults(func=cmd_up)
     sub.add_parser("gateway", help="run the gateway only (production)").set_defaults(func=cmd_gateway)
     sub.add_parser("worker", help="run the consumer pipelines, warehouse and console").set_defaults(func=cmd_worker)
@@ -378,6 +425,20 @@ def build_parser() -> argparse.ArgumentParser:
     ctc = ctsub.add_parser("create", help="create a console token and print it once")
     ctc.add_argument("--tenants", required=True, help="comma-separated tenants, or '*' for admin")
     ctok.set_defaults(func=cmd_console_token)
+
+    drift = sub.add_parser("drift", help="drift baselines through the console: list, reset (admin token)")
+    dsub = drift.add_subparsers(dest="drift_cmd", required=True)
+    dr = dsub.add_parser("reset", help="reset baselines on purpose: scorers collect new ones from the next events")
+    dr.add_argument("--tenant", required=True)
+    db = dsub.add_parser("baselines", help="list the persisted baselines (without their vectors)")
+    db.add_argument("--tenant")
+    db.add_argument("--state", choices=["active", "reset", "all"], default="active")
+    for leaf in (dr, db):
+        leaf.add_argument("--model", help="request model (default: every model of the tenant)")
+        leaf.add_argument("--field", choices=["prompt", "response"], help="default: both")
+        leaf.add_argument("--json", action="store_true")
+        console_args(leaf)
+    drift.set_defaults(func=cmd_drift)
     return p
 
 

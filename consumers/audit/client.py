@@ -56,6 +56,12 @@ class ConsoleClient:
     def verify(self, params: Mapping[str, Any]) -> dict[str, Any]:
         return self._call("/api/audit/verify", params)  # type: ignore[no-any-return]
 
+    def drift_baselines(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("/api/drift/baselines", params)  # type: ignore[no-any-return]
+
+    def drift_reset(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._call("/api/drift/reset", body=dict(body))  # type: ignore[no-any-return]
+
     def query(self, sql: str, limit: int) -> dict[str, Any]:
         return self._call("/api/query", body={"sql": sql, "limit": limit})  # type: ignore[no-any-return]
 

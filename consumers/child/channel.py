@@ -3,8 +3,9 @@
 A frame is a 4-byte big-endian length and an orjson object. Messages (``t`` says which):
 
 - parent -> child: ``spec`` (first, once: what to run), ``ack`` (``id``, ``ok``; else ``kind`` transient or
-  permanent and ``error``) for each ``write``;
+  permanent and ``error``) for each ``write`` and each ``read`` (with its ``result``);
 - child -> parent: ``write`` (``id``, ``pipeline``, ``tables``: one encoded insert each, see ``codec.py``),
+  ``read`` (``id``, ``name``, ``args``: a scorer's named warehouse read, see ``reads.py``),
   ``status`` (the child's metric families and each pipeline's health, about once a second).
 
 The socketpair is private to the two processes (inherited through ``pass_fds``, nothing on the file system).

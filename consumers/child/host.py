@@ -2,10 +2,11 @@
 
 Started by the worker (``supervisor.py``), never by hand. It reads its ``spec`` from the channel, builds
 the scorer pipelines with the worker's own registry code (same Kafka source and consumer groups, commit
-only after the sink wrote), writes through the worker (chdb: ``ForwardingSink``) or with its own
-ClickHouse client (server DSN), and sends its metrics and health about once a second. A pipeline that
-cannot start (broker unreachable or frozen, a model missing) is retried with backoff in this process
-(``consumers/startup.py``), its state in every status message, so the worker's ``/healthz`` shows it.
+only after the sink wrote), writes through the worker (chdb: ``ForwardingSink``; scorers' warehouse
+reads, e.g. drift baselines, likewise: ``ParentReads``) or with its own ClickHouse client (server DSN),
+and sends its metrics and health about once a second. A pipeline that cannot start (broker unreachable or
+frozen, a model missing) is retried with backoff in this process (``consumers/startup.py``), its state in
+every status message, so the worker's ``/healthz`` shows it.
 SIGTERM (from the worker) cancels the start retries, finishes the batch in flight, writes it, commits and
 exits 0; a started pipeline whose loop dies exits 1 (the worker restarts the process); when the worker
 dies the kernel kills this process (PDEATHSIG).
@@ -26,6 +27,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from consumers.child.channel import Channel
+from consumers.child.reads import ParentReads
 from consumers.child.snapshot import snapshot
 from consumers.config import WorkerConfig
 from consumers.lifecycle import run_until_stopped, starter, stop_on_signals
@@ -86,7 +88,8 @@ def _context(spec: dict[str, Any], link: ParentLink, metrics: ConsumerMetrics) -
         def sink(name: str) -> ForwardingSink:
             return ForwardingSink(link, name, max_rows_per_insert=cfg.max_rows_per_insert)
 
-        return PipelineContext(kafka, cfg, None, metrics, spec["dlq_owner"], sink_factory=sink)
+        return PipelineContext(kafka, cfg, None, metrics, spec["dlq_owner"], sink_factory=sink,
+                               reads=ParentReads(link))
     return PipelineContext(kafka, cfg, Warehouse(spec["dsn"]), metrics, spec["dlq_owner"])
 
 

@@ -7,7 +7,9 @@ health, restart it with backoff when it dies, stop it on shutdown.
 - Inserts (embedded chdb warehouse: the child cannot open the directory): each ``write`` is decoded and
   inserted by a ``ClickHouseSink`` per pipeline on the worker's warehouse (off the event loop), answered
   ``ok`` or with the error's class (transient / permanent) so the child's pipeline pauses or narrows
-  down exactly as it would in process.
+  down exactly as it would in process. Each ``read`` (a scorer's named warehouse read, e.g. drift
+  baselines at first sight of a key: ``consumers/child/reads.py``) is answered the same way, with its
+  ``result``, from one read client on the worker's warehouse.
 - Health: a pipeline is running when the child last said so; while the child starts, restarts or lacks
   a pipeline, ``health()`` lists it as not running with the reason (``/healthz``: degraded, not failing —
   a dead scorer process never restart-loops the whole worker). A pipeline the child is still starting or
@@ -47,9 +49,11 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 import consumers
 from consumers.child.channel import Channel, ChannelError
 from consumers.child.codec import decode_table
+from consumers.child.reads import answer_read
 from consumers.child.snapshot import families
 from consumers.contracts import PermanentError, TransientError
 from consumers.metrics import PIPELINE_UP
+from consumers.scorers.reads import LocalReads
 from consumers.sinks.clickhouse import ClickHouseSink
 from consumers.startup import utc_iso
 from consumers.warehouse import Warehouse
@@ -80,6 +84,7 @@ class ScorerProcess:
         self._stalled = False
         self.proc: asyncio.subprocess.Process | None = None
         self._sinks: dict[str, ClickHouseSink] = {}
+        self._reads = LocalReads(warehouse.new_client) if warehouse is not None else None
         self._status: dict[str, Any] | None = None
         self._down: str | None = None
         self._down_since: dict[str, float] = {}  # pipeline -> time.time() since it is not running
@@ -213,8 +218,9 @@ class ScorerProcess:
             while (msg := await channel.recv()) is not None:
                 self._heard = time.monotonic()
                 kind = msg.get("t")
-                if kind == "write":
-                    task = asyncio.create_task(self._write(channel, msg))
+                if kind in ("write", "read"):
+                    task = asyncio.create_task(self._write(channel, msg) if kind == "write" else
+                                               self._read(channel, msg))
                     inflight.add(task)
                     task.add_done_callback(inflight.discard)
                 elif kind == "status":
@@ -234,6 +240,11 @@ class ScorerProcess:
     async def _write(self, channel: Channel, msg: dict[str, Any]) -> None:
         reply = await self._insert(msg)
         with contextlib.suppress(OSError):  # the child died meanwhile: it retries after its restart
+            await channel.send({"t": "ack", "id": msg.get("id"), **reply})
+
+    async def _read(self, channel: Channel, msg: dict[str, Any]) -> None:
+        reply = await answer_read(self._reads, msg)
+        with contextlib.suppress(OSError):  # the child died meanwhile: it reads again after its restart
             await channel.send({"t": "ack", "id": msg.get("id"), **reply})
 
     async def _insert(self, msg: dict[str, Any]) -> dict[str, Any]:

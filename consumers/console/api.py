@@ -6,6 +6,7 @@
 - ``GET  /api/audit/verify``  admin only; ``since``/``until``; the tamper-evidence report
 - ``POST /api/query``         admin only; ``{"sql": "SELECT ...", "limit": n}``; read-only
 - ``GET  /api/dashboard/...``, ``GET /api/whoami``: the console page's data (``consumers.console.dashboard``)
+- ``GET  /api/drift/baselines``, ``POST /api/drift/reset`` (admin only): drift baselines (``consumers.console.drift``)
 Scoping: a tenant-scoped token sees only its tenants' rows; asking for another tenant is a 403.
 Every call (refused ones too) writes a ``gatewatch.audit_queries`` row before the answer is sent.
 """
@@ -194,4 +195,7 @@ def add_api_routes(app: web.Application, warehouse: Warehouse, tokens: TokenStor
     api.router.add_get("/audit/verify", verify_handler)
     api.router.add_post("/query", query_handler)
     add_dashboard_routes(api, warehouse.new_client())
+    from consumers.console.drift import add_drift_routes  # it builds on this module's helpers
+
+    add_drift_routes(api)
     app.add_subapp("/api", api)

@@ -89,6 +89,9 @@ class DriftConfig(_Config):
     pvalue_threshold: float = Field(default=0.01, gt=0.0, lt=1.0)
     distance_threshold: float = Field(default=0.05, ge=0.0, le=2.0)  # centroid cosine distance
     max_keys: PositiveInt = 10_000  # (tenant, model, field) states kept in memory (LRU)
+    # how often a running scorer asks the warehouse which baselines are current (so a reset or a baseline
+    # another consumer completed takes effect); None: only at first sight of a key (after a start)
+    baseline_refresh: timedelta | None = timedelta(seconds=30)
     seed: int = 0
 
     @model_validator(mode="after")
@@ -99,6 +102,8 @@ class DriftConfig(_Config):
             raise ValueError("drift.baseline_start must be before drift.baseline_end")
         if self.min_window > self.window_events:
             raise ValueError("drift.min_window must be <= drift.window_events")
+        if self.baseline_refresh is not None and self.baseline_refresh < timedelta(0):
+            raise ValueError("drift.baseline_refresh must not be negative")
         return self
 
 
