@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import chdb  # noqa: F401  -- load the engine in the main thread first
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -171,3 +172,12 @@ async def started() -> AsyncIterator[list[Pipeline]]:
     pipelines: list[Pipeline] = []
     yield pipelines
     await asyncio.gather(*(p.stop(10) for p in pipelines), return_exceptions=True)
+
+
+async def http_get(url: str) -> tuple[int, Any]:
+    """(status, JSON or text); (0, {}) while nothing listens yet."""
+    try:
+        async with aiohttp.ClientSession() as http, http.get(url) as resp:
+            return resp.status, (await resp.json() if "json" in resp.content_type else await resp.text())
+    except aiohttp.ClientConnectionError:
+        return 0, {}

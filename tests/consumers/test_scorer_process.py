@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import psutil
 import pytest
 from aiohttp.test_utils import TestServer
@@ -31,7 +30,7 @@ from consumers.worker import ConsoleDeps, create_console_app, run_worker
 from gatewatch.config import Settings
 from gatewatch.procs import free_port
 from schemas.config import KafkaConfig
-from tests.consumers.conftest import GROUP_OPTIONS, make_event, produce, read_topic, wait_until
+from tests.consumers.conftest import GROUP_OPTIONS, http_get, make_event, produce, read_topic, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 SCORERS = {"device": "cpu", "toxicity": {"backend": "profanity"}}  # the cheapest real scorer (2 rows/event)
@@ -41,15 +40,6 @@ def _worker(console_port: int, **extra: Any) -> dict[str, Any]:
     return {"pipelines": ["archiver", "toxicity"], "console_port": console_port, "scorer_process": "child",
             "batch": {"max_records": 50, "max_wait_ms": 200}, "fetch_max_wait_ms": 100, "scorers": SCORERS,
             **GROUP_OPTIONS, **extra}
-
-
-async def _get(url: str) -> tuple[int, Any]:
-    """(status, JSON or text); (0, {}) while nothing listens yet."""
-    try:
-        async with aiohttp.ClientSession() as http, http.get(url) as resp:
-            return resp.status, (await resp.json() if "json" in resp.content_type else await resp.text())
-    except aiohttp.ClientConnectionError:
-        return 0, {}
 
 
 def _scores(wh: Warehouse) -> tuple[int, int, int]:
@@ -72,7 +62,7 @@ async def test_child_scores_through_the_worker_and_restarts(kafka: KafkaConfig, 
         await produce(kafka, events[:40])
 
         async def written() -> bool:  # the archiver in this process, toxicity in the child
-            status, text = await _get(console + "/metrics")
+            status, text = await http_get(console + "/metrics")
             lines = text.splitlines() if status == 200 else []
             return task.done() or (
                 'gatewatch_consumer_rows_written_total{pipeline="archiver",table="events"} 40.0' in lines
@@ -80,7 +70,7 @@ async def test_child_scores_through_the_worker_and_restarts(kafka: KafkaConfig, 
 
         await wait_until(written, timeout=90, every=0.5)
         assert not task.done()
-        _, text = await _get(console + "/metrics")
+        _, text = await http_get(console + "/metrics")
         headers = [ln for ln in text.splitlines() if ln.startswith("# ")]
         assert len(headers) == len(set(headers))  # families merged by name: one HELP/TYPE each
         assert 'gatewatch_consumer_scored_events_total{pipeline="toxicity",scorer="toxicity"}' in text
@@ -90,7 +80,7 @@ async def test_child_scores_through_the_worker_and_restarts(kafka: KafkaConfig, 
                                                  {"pipeline": "toxicity", "table": "scores"}) is None
         assert metrics.registry.get_sample_value("gatewatch_consumer_rows_written_total",
                                                  {"pipeline": "archiver", "table": "events"}) == 40
-        status, health = await _get(console + "/healthz")
+        status, health = await http_get(console + "/healthz")
         tox = health["pipelines"]["toxicity"]
         assert status == 200 and health["status"] == "ok" and tox["running"] is True
         child = psutil.Process(tox["pid"])
@@ -107,13 +97,13 @@ async def test_child_scores_through_the_worker_and_restarts(kafka: KafkaConfig, 
         await produce(kafka, events[40:])
 
         async def reported_down() -> bool:
-            _, h = await _get(console + "/healthz")
+            _, h = await http_get(console + "/healthz")
             return h["status"] == "degraded" and "code -9" in h["pipelines"]["toxicity"].get("error", "")
 
         await wait_until(reported_down, timeout=10, every=0.05)
 
         async def restarted() -> bool:
-            _, h = await _get(console + "/healthz")
+            _, h = await http_get(console + "/healthz")
             t = h["pipelines"]["toxicity"]
             return h["status"] == "ok" and t["running"] and t["pid"] != child.pid and t["restarts"] == 1
 
@@ -137,7 +127,7 @@ def _start(cfg: Path, home: Path, log: Path) -> subprocess.Popen[bytes]:
 async def _child_pid(console: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        _, h = await _get(console + "/healthz")
+        _, h = await http_get(console + "/healthz")
         if h and h["pipelines"].get("toxicity", {}).get("running"):
             return int(h["pipelines"]["toxicity"]["pid"])
         await asyncio.sleep(0.3)
@@ -178,18 +168,18 @@ async def test_worker_sigterm_and_sigkill_take_the_child_along(kafka: KafkaConfi
         ends = [max((r.offset + 1 for r in records if r.partition == p), default=None) for p in range(3)]
 
         async def archived() -> bool:
-            _, text = await _get(console + "/metrics")
+            _, text = await http_get(console + "/metrics")
             return 'gatewatch_consumer_events_total{pipeline="archiver"} 30.0' in text
 
         await wait_until(archived, timeout=30, every=0.3)
 
         async def behind() -> bool:  # the child's lag, refreshed while its batch is open, on this /metrics
-            _, text = await _get(console + "/metrics")
+            _, text = await http_get(console + "/metrics")
             return 'gatewatch_consumer_lag{pipeline="toxicity"} 30.0' in text
 
         await wait_until(behind, timeout=3, every=0.2)
         await asyncio.sleep(1.5)  # the scorer group has fetched them too; its batch is still open
-        _, text = await _get(console + "/metrics")
+        _, text = await http_get(console + "/metrics")
         assert 'gatewatch_consumer_events_total{pipeline="toxicity"}' not in text  # nothing done yet
         worker.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(worker.wait, 60) == 0, log.read_text()[-3000:]
@@ -260,10 +250,10 @@ async def test_a_hung_child_is_killed_and_replaced(kafka: KafkaConfig, warehouse
         await wait_until(lambda: _scores(warehouse)[1] >= 40, timeout=60, every=0.3)
 
         async def healthy() -> bool:  # its status after the start (it may have written before sending it)
-            return (await _get(healthz))[1]["status"] == "ok"
+            return (await http_get(healthz))[1]["status"] == "ok"
 
         await wait_until(healthy, timeout=10, every=0.2)
-        _, health = await _get(healthz)
+        _, health = await http_get(healthz)
         first = health["pipelines"]["toxicity"]
         assert first["stalls"] == 0 and first["silent_s"] < 3
         child = psutil.Process(first["pid"])
@@ -272,17 +262,17 @@ async def test_a_hung_child_is_killed_and_replaced(kafka: KafkaConfig, warehouse
         await produce(kafka, events[20:])  # the hung child may have fetched some: redone by the next one
 
         async def reported() -> bool:
-            _, h = await _get(healthz)
+            _, h = await http_get(healthz)
             return "stalled" in h["pipelines"]["toxicity"].get("error", "")
 
         await wait_until(reported, timeout=15, every=0.1)
         assert 3 <= time.monotonic() - stopped < 8
         assert _gone(child.pid)
-        _, health = await _get(healthz)
+        _, health = await http_get(healthz)
         assert health["status"] == "degraded" and health["pipelines"]["toxicity"]["stalls"] == 1
 
         async def replaced() -> bool:
-            _, h = await _get(healthz)
+            _, h = await http_get(healthz)
             t = h["pipelines"]["toxicity"]
             return t["running"] and t["pid"] != child.pid and t["restarts"] == 1
 

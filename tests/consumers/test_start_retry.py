@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, TopicAuthorizationFailedError
 from prometheus_client import CollectorRegistry
@@ -32,7 +31,7 @@ from gatewatch.config import Settings
 from gatewatch.procs import TansuBroker, free_port
 from schemas.config import KafkaConfig
 from schemas.events import Event
-from tests.consumers.conftest import GROUP_OPTIONS, make_event, make_pipeline, produce, wait_until
+from tests.consumers.conftest import GROUP_OPTIONS, http_get, make_event, make_pipeline, produce, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 SCORERS = {"device": "cpu", "toxicity": {"backend": "profanity"}}
@@ -50,15 +49,6 @@ def _settings(home: Path, kafka: KafkaConfig, console_port: int, **worker: Any) 
         "warehouse_dsn": f"chdb://{home / 'wh'}", "pipelines": ["archiver", "toxicity"], "console_port": console_port,
         "scorer_process": "inline", "batch": {"max_records": 50, "max_wait_ms": 200}, "fetch_max_wait_ms": 100,
         "scorers": SCORERS, "start_timeout_s": 7, **FAST_RETRY, **GROUP_OPTIONS, **worker})
-
-
-async def _get(url: str) -> tuple[int, Any]:
-    """(status, JSON or text); (0, {}) while nothing listens yet."""
-    try:
-        async with aiohttp.ClientSession() as http, http.get(url) as resp:
-            return resp.status, (await resp.json() if "json" in resp.content_type else await resp.text())
-    except aiohttp.ClientConnectionError:
-        return 0, {}
 
 
 def _sample(text: str, name: str, **labels: str) -> float | None:
@@ -107,20 +97,20 @@ async def test_worker_pipelines_start_once_the_broker_listens(tmp_path: Path) ->
     broker: TansuBroker | None = None
     try:
         async def retried() -> bool:
-            _, h = await _get(console + "/healthz")
+            _, h = await http_get(console + "/healthz")
             return task.done() or (bool(h) and all(h["pipelines"].get(n, {}).get("attempts", 0) >= 3
                                                    for n in ("archiver", "toxicity")))
 
         await wait_until(retried, timeout=20, every=0.2)
         assert not task.done()
-        status, health = await _get(console + "/healthz")
+        status, health = await http_get(console + "/healthz")
         assert status == 200 and health["status"] == "degraded"
         for name in ("archiver", "toxicity"):
             h = health["pipelines"][name]
             assert h["running"] is False and h["state"] == "retrying" and h["kind"] == "transient", h
             assert h["error"].startswith("KafkaConnectionError") and "Unable to bootstrap" in h["error"], h
             assert h["down_for_s"] > 0.3 and h["since"].endswith("Z") and 0 <= h["retry_in_s"] <= 1.0, h
-        _, text = await _get(console + "/metrics")
+        _, text = await http_get(console + "/metrics")
         assert _sample(text, "gatewatch_consumer_pipeline_up", pipeline="toxicity") == 0
         failures = _sample(text, "gatewatch_consumer_pipeline_start_failures_total", pipeline="archiver",
                            kind="transient")
@@ -129,19 +119,19 @@ async def test_worker_pipelines_start_once_the_broker_listens(tmp_path: Path) ->
         broker = TansuBroker(port=port).start()
 
         async def healthy() -> bool:
-            _, h = await _get(console + "/healthz")
+            _, h = await http_get(console + "/healthz")
             return task.done() or h.get("status") == "ok"
 
         await wait_until(healthy, timeout=30, every=0.3)
         assert not task.done()
-        _, health = await _get(console + "/healthz")
+        _, health = await http_get(console + "/healthz")
         assert all(h["running"] and h["state"] == "running" and h["attempts"] >= 4
                    for h in health["pipelines"].values()), health
         await produce(kafka, [make_event(i) for i in range(30)])
         await wait_until(lambda: task.done() or metrics.rows_written.labels("toxicity", "scores")._value.get() >= 60,
                          timeout=30, every=0.3)
         assert not task.done()
-        _, text = await _get(console + "/metrics")
+        _, text = await http_get(console + "/metrics")
         assert _sample(text, "gatewatch_consumer_pipeline_up", pipeline="archiver") == 1
         assert _sample(text, "gatewatch_consumer_pipeline_up", pipeline="toxicity") == 1
     finally:
@@ -166,20 +156,20 @@ async def test_child_pipelines_come_up_after_a_frozen_broker(frozen_broker: Tans
     task = asyncio.create_task(run_worker(settings, stop_event=stop, metrics=ConsumerMetrics(CollectorRegistry())))
     try:
         async def timed_out() -> bool:  # each side's first attempt gave up (7 s), the next one is on
-            _, h = await _get(console + "/healthz")
+            _, h = await http_get(console + "/healthz")
             return task.done() or (bool(h) and all(h["pipelines"].get(n, {}).get("attempts", 0) >= 2
                                                    for n in ("archiver", "toxicity")))
 
         await wait_until(timed_out, timeout=30, every=0.2)
         assert not task.done()
-        status, health = await _get(console + "/healthz")
+        status, health = await http_get(console + "/healthz")
         assert status == 200 and health["status"] == "degraded"
         tox, arch = health["pipelines"]["toxicity"], health["pipelines"]["archiver"]
         for h in (tox, arch):
             assert h["running"] is False and h["state"] == "retrying" and h["kind"] == "transient", h
             assert h["error"].startswith("TransientError: the broker did not answer within 7s"), h
         assert tox["process"] == "scorer-child" and tox["down_for_s"] > 7 and tox["since"].endswith("Z"), tox
-        _, text = await _get(console + "/metrics")  # the child's series, merged into the worker's exposition
+        _, text = await http_get(console + "/metrics")  # the child's series, merged into the worker's exposition
         assert _sample(text, "gatewatch_consumer_pipeline_up", pipeline="toxicity") == 0
         assert _sample(text, "gatewatch_consumer_pipeline_up", pipeline="archiver") == 0
         assert (_sample(text, "gatewatch_consumer_pipeline_start_failures_total", pipeline="toxicity",
@@ -188,7 +178,7 @@ async def test_child_pipelines_come_up_after_a_frozen_broker(frozen_broker: Tans
         _freeze(frozen_broker, signal.SIGCONT)
 
         async def healthy() -> bool:
-            _, h = await _get(console + "/healthz")
+            _, h = await http_get(console + "/healthz")
             return task.done() or h.get("status") == "ok"
 
         await wait_until(healthy, timeout=40, every=0.3)
@@ -196,13 +186,13 @@ async def test_child_pipelines_come_up_after_a_frozen_broker(frozen_broker: Tans
         await produce(kafka, [make_event(i) for i in range(20)])
 
         async def scored() -> bool:
-            _, text = await _get(console + "/metrics")
+            _, text = await http_get(console + "/metrics")
             return task.done() or _sample(text, "gatewatch_consumer_rows_written_total", pipeline="toxicity",
                                           table="scores") == 40
 
         await wait_until(scored, timeout=30, every=0.3)
         assert not task.done()
-        _, text = await _get(console + "/metrics")
+        _, text = await http_get(console + "/metrics")
         assert _sample(text, "gatewatch_consumer_pipeline_up", pipeline="toxicity") == 1
     finally:
         stop.set()
@@ -221,7 +211,7 @@ async def test_stop_while_start_attempts_hang_is_prompt(frozen_broker: TansuBrok
     task = asyncio.create_task(run_worker(settings, stop_event=stop, metrics=ConsumerMetrics(CollectorRegistry())))
     try:
         async def hanging() -> bool:  # both first attempts in flight; the child reports
-            _, h = await _get(console + "/healthz")
+            _, h = await http_get(console + "/healthz")
             return task.done() or (bool(h) and all(h["pipelines"].get(n, {}).get("state") == "starting"
                                                    for n in ("archiver", "toxicity")))
 
