@@ -26,7 +26,7 @@ from aiokafka.errors import (
 from aiokafka.partitioner import DefaultPartitioner
 
 from gateway.config import EmitterConfig
-from gateway.events.spool import Record
+from gateway.events.segments import Record
 from gateway.events.topics import client_kwargs
 from schemas.config import KafkaConfig
 
@@ -163,16 +163,21 @@ def _settle(result: SendResult, group: _Group, fut: asyncio.Future[Any], pending
 
 
 async def close_producer(producer: AIOKafkaProducer, abandon: bool) -> None:
-    """Stop the producer; with ``abandon`` fail what it still holds first (the spool has it)."""
-    if abandon:
-        acc = getattr(producer, "_message_accumulator", None)  # aiokafka 0.14 internals; else just wait
-        if acc is not None:
-            acc.fail_all(KafkaConnectionError("abandoned by the emitter"))
+    """Stop the producer; with ``abandon`` fail what it still holds first (the spool has it).
+
+    Never raises (but a cancellation of the caller): it runs in the delivery loop's ``finally``, where an
+    exception would end the loop, and at stop, where it would skip spooling the batch in flight. aiokafka's
+    sender can raise from its own bookkeeping here — a KeyError re-enqueueing a batch that ``fail_all``
+    already removed, when the broker died with that batch in flight — which lost that batch once."""
     try:
+        if abandon:
+            acc = getattr(producer, "_message_accumulator", None)  # aiokafka 0.14 internals; else just wait
+            if acc is not None:
+                acc.fail_all(KafkaConnectionError("abandoned by the emitter"))
         async with asyncio.timeout(2.0):
             await producer.stop()
-    except (KafkaError, OSError, TimeoutError) as exc:
-        log.warning("producer did not close cleanly (%s)", type(exc).__name__)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("producer did not close cleanly (%s: %s)", type(exc).__name__, exc)
 
 
 def _consume_exception(fut: asyncio.Future[Any]) -> None:

@@ -22,7 +22,7 @@ Guarantee: at-least-once for everything handed to ``emit()`` unless it is counte
 ``gatewatch_emitter_events_dropped_total`` (spool full, disk error, too large, rejected by the broker,
 and, with retention, acknowledged then forgotten by the broker after retention had to release it).
 Duplicates (a batch re-sent after a lost acknowledgement or a crash) carry the same event_id. A crash
-(SIGKILL, OOM) loses the in-memory queue and up to ``SYNC_INTERVAL_S`` of unflushed spool writes.
+(SIGKILL, OOM) loses the in-memory queue and up to ``fallback.SYNC_INTERVAL_S`` of unflushed spool writes.
 Per-key order is kept except when a full queue spilled to the spool and the broker then failed while
 the older queued records were still being sent: those land in the spool after the newer ones.
 """
@@ -34,25 +34,24 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from gateway.config import EmitterConfig
 from gateway.events import metrics as m
-from gateway.events.delivery import MAX_REQUEST_BYTES, SendResult, close_producer, producer_kwargs, send_records
+from gateway.events.connect import Connector
+from gateway.events.delivery import MAX_REQUEST_BYTES, SendResult, close_producer, send_records
+from gateway.events.fallback import Fallback
 from gateway.events.recovery import OffsetWatch, Recovery
-from gateway.events.spool import MAX_KEY_BYTES, Record, Spool, fsync_paths
-from gateway.events.topics import ensure_topic
+from gateway.events.segments import MAX_KEY_BYTES, Record
+from gateway.events.spool import Spool
 from schemas.config import KafkaConfig
 from schemas.events import Event
 
 log = logging.getLogger(__name__)
 
 _RECORD_OVERHEAD = 128  # record batch framing, headers, timestamps
-SYNC_INTERVAL_S = 0.5  # spool: write(2) the buffer and fsync (in a thread) at most this often
 
 
 class EventEmitter:
@@ -61,7 +60,6 @@ class EventEmitter:
     def __init__(self, kafka: KafkaConfig, cfg: EmitterConfig, spool_dir: Path) -> None:
         self._kafka = kafka
         self._cfg = cfg
-        self._producer_kwargs = producer_kwargs(kafka, cfg)
         self._spool = Spool(spool_dir, cfg.spool_max_bytes, cfg.spool_segment_bytes)
         self._queue: collections.deque[Record] = collections.deque()
         self._inflight: list[Record] = []  # live batch sent but not yet acknowledged
@@ -71,12 +69,10 @@ class EventEmitter:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._syncer: asyncio.Task[None] | None = None
-        self._spool_gauge = 0
-        self._warned: set[str] = set()  # log each kind of trouble once per episode
-        self._broker_up: bool | None = None
-        self._delivery_timeout = kafka.request_timeout_ms / 1000 + 1.0
+        self._fb = Fallback(self._spool)
         self._recovery = Recovery(kafka, cfg, spool_dir, self._wakeup.set) if cfg.retain_group else None
         self._watch = OffsetWatch(kafka, cfg, self._recovery) if self._recovery is not None else None
+        self._conn = Connector(kafka, cfg, self._watch)
         self._watcher: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -89,10 +85,11 @@ class EventEmitter:
             await self._recovery.open()
         if self._spool.pending:
             self._enter_spooling()  # older events first: replay the previous run's spool
-        self._update_spool_gauge()
+        self._fb.update_gauge()
         self._state = "running"
         self._task = asyncio.create_task(self._run(), name="gatewatch-emitter")
-        self._syncer = asyncio.create_task(self._sync_loop(), name="gatewatch-emitter-spool-sync")
+        stores = (self._recovery.retention,) if self._recovery is not None else ()
+        self._syncer = asyncio.create_task(self._fb.sync_loop(*stores), name="gatewatch-emitter-spool-sync")
         if self._watch is not None:
             self._watcher = asyncio.create_task(self._watch.run(), name="gatewatch-emitter-offsets")
         log.info("event emitter started (topic %s, spool %s)", self._kafka.topic, self._spool.directory)
@@ -104,17 +101,21 @@ class EventEmitter:
         was_running, self._state = self._state == "running", "stopping"
         self._stopping.set()
         self._wakeup.set()
-        if self._task is not None:
-            _done, pending = await asyncio.wait([self._task], timeout=timeout)
-            if pending:
-                await _cancel(self._task)
-        if self._syncer is not None:
-            await _cancel(self._syncer)
-        if self._watcher is not None:
-            await _cancel(self._watcher)
+        try:
+            if self._task is not None:
+                _done, pending = await asyncio.wait([self._task], timeout=timeout)
+                if pending:
+                    await _cancel(self._task)
+            for task in (self._syncer, self._watcher):
+                if task is not None:
+                    await _cancel(task)
+        finally:  # whatever the tasks did on their way out, what they held goes to the spool
+            await self._close_stores(was_running)
+
+    async def _close_stores(self, was_running: bool) -> None:
         if not was_running and self._queue:  # emitted before start(): keep them
             await asyncio.to_thread(self._spool.open)
-        self._spool_records(self._inflight)
+        self._fb.append(self._inflight)
         self._inflight = []
         self._spool_queue()
         self._state = "stopped"
@@ -122,7 +123,7 @@ class EventEmitter:
             await asyncio.to_thread(self._spool.close)
         if self._recovery is not None:
             await asyncio.to_thread(self._recovery.close)
-        self._update_spool_gauge()
+        self._fb.update_gauge()
         log.info("event emitter stopped (%d bytes left in the spool)", self._spool.pending_bytes)
 
     async def __aenter__(self) -> EventEmitter:
@@ -139,20 +140,20 @@ class EventEmitter:
         try:
             record = (event.tenant.encode(), event.to_json())
         except Exception as exc:  # noqa: BLE001 - the request path must never fail because of an event
-            self._drop("serialize", f"event serialization failed ({type(exc).__name__})")
+            self._fb.drop("serialize", f"event serialization failed ({type(exc).__name__})")
             return
         key, value = record
         if len(key) + len(value) + _RECORD_OVERHEAD > MAX_REQUEST_BYTES or len(key) > MAX_KEY_BYTES:
-            self._drop("too_large", "event larger than the producer's max_request_size")
+            self._fb.drop("too_large", "event larger than the producer's max_request_size")
             return
         if self._state == "stopped":
-            self._drop("closed", "emit() after stop()")
+            self._fb.drop("closed", "emit() after stop()")
             return
         if not self._spooling and len(self._queue) >= self._cfg.queue_max:
             log.warning("event queue full (%d), spooling to disk", self._cfg.queue_max)
             self._spooling = True
         if self._spooling:
-            self._spool_records((record,))
+            self._fb.append((record,))
             return
         self._queue.append(record)
         m.QUEUE_DEPTH.inc()
@@ -161,7 +162,7 @@ class EventEmitter:
     # -- delivery task ---------------------------------------------------------------------------
     async def _run(self) -> None:
         while True:
-            producer = await self._connect()
+            producer = await self._conn.connect()
             if producer is not None:
                 ok = False
                 try:
@@ -169,14 +170,14 @@ class EventEmitter:
                 except Exception:
                     log.exception("emitter delivery loop failed; reconnecting")
                     m.DELIVERY_ERRORS.labels("internal").inc()
-                    self._spool_records(self._inflight)
+                    self._fb.append(self._inflight)
                     self._inflight = []
                     self._enter_spooling()
                 finally:
                     await close_producer(producer, abandon=not ok)
                 if ok:
                     return
-                self._set_broker_up(False)
+                self._conn.set_up(False)
             self._enter_spooling()
             if self._state != "running":
                 return
@@ -236,7 +237,7 @@ class EventEmitter:
         if self._state != "running":
             return True
         return await rec.resend(lambda batch: self._send(producer, batch), self._cfg.batch_max,
-                                lambda: self._drop("corrupt", "corrupt retained records skipped"))
+                                lambda: self._fb.drop("corrupt", "corrupt retained records skipped"))
 
     async def _send_live(self, producer: AIOKafkaProducer) -> bool:
         n = min(len(self._queue), self._cfg.batch_max)
@@ -248,14 +249,14 @@ class EventEmitter:
         if not failed:
             return True
         # no await from here on: the failed batch and the queue reach the spool before any newer emit()
-        self._spool_records(failed)
+        self._fb.append(failed)
         self._enter_spooling()
         return False
 
     async def _replay_batch(self, producer: AIOKafkaProducer) -> bool:
         records, skipped = self._spool.read(self._cfg.batch_max)
         if skipped:
-            self._drop("corrupt", "corrupt spool records skipped")
+            self._fb.drop("corrupt", "corrupt spool records skipped")
         if self._spool.read_to_end:
             # last spool batch: newer events may queue up behind it (no await since the read, so the
             # spool holds nothing newer); if it fails they are spooled after it, still in order
@@ -267,21 +268,21 @@ class EventEmitter:
             self._spool.commit()
             m.REPLAYED.inc(delivered)
         if not self._spooling and self._spool.reset():
-            self._warned.clear()
+            self._fb.warned.clear()
             log.info("spool replayed, back to live delivery")
-        self._update_spool_gauge()
+        self._fb.update_gauge()
         return True
 
     async def _send(self, producer: AIOKafkaProducer, batch: list[Record]) -> tuple[int, list[Record]]:
         """Send and await acknowledgements: (delivered count, records to retry, in order)."""
         started = time.perf_counter()
-        result = await send_records(producer, self._kafka.topic, batch, self._delivery_timeout)
+        result = await send_records(producer, self._kafka.topic, batch, self._conn.timeout)
         m.SEND_SECONDS.observe(time.perf_counter() - started)
         m.DELIVERED.inc(result.delivered)
         self._retain(batch, result)
         if result.rejected:
             m.DROPPED.labels("rejected").inc(result.rejected)
-            self._warn_once("rejected", "broker rejected %d events for good", result.rejected)
+            self._fb.warn_once("rejected", "broker rejected %d events for good", result.rejected)
         if result.failed:
             m.DELIVERY_ERRORS.labels(result.error or "unknown").inc()
             log.warning("delivery failed (%s): %d events to the spool", result.error, len(result.failed))
@@ -292,45 +293,6 @@ class EventEmitter:
             for partition, base, indexes in result.acked:
                 self._recovery.acked(partition, base, [batch[i] for i in indexes])
 
-    async def _connect(self) -> AIOKafkaProducer | None:
-        producer = AIOKafkaProducer(**self._producer_kwargs)
-        try:
-            async with asyncio.timeout(self._delivery_timeout):
-                await producer.start()
-                await self._ensure_topic()
-                await producer.partitions_for(self._kafka.topic)
-            if self._watch is not None:
-                await self._watch.poll()  # did the broker come back without what it acknowledged?
-        except (KafkaError, OSError, TimeoutError) as exc:
-            m.DELIVERY_ERRORS.labels(type(exc).__name__).inc()
-            if self._broker_up is not False:
-                log.warning("broker %s unreachable (%s), spooling; retry every %.1fs",
-                            self._kafka.bootstrap_servers, type(exc).__name__, self._cfg.retry_interval_s)
-            self._set_broker_up(False)
-            await close_producer(producer, abandon=True)
-            return None
-        self._set_broker_up(True)
-        return producer
-
-    async def _ensure_topic(self) -> None:
-        try:
-            await ensure_topic(self._kafka)
-        except KafkaError as exc:
-            if exc.retriable:
-                raise
-            log.warning("could not ensure topic %s (%s); relying on the broker", self._kafka.topic, exc)
-
-    async def _sync_loop(self) -> None:
-        while True:
-            await asyncio.sleep(SYNC_INTERVAL_S)
-            try:
-                for store in (self._spool, self._recovery.retention if self._recovery else None):
-                    targets = store.fsync_targets() if store is not None else None
-                    if targets is not None:
-                        await asyncio.to_thread(fsync_paths, targets)
-            except OSError as exc:
-                self._warn_once("fsync", "spool flush/fsync failed: %s", exc)
-
     # -- helpers ---------------------------------------------------------------------------------
     def _enter_spooling(self) -> None:
         """From now on emit() appends to the spool; what the queue holds goes there first."""
@@ -340,44 +302,8 @@ class EventEmitter:
     def _spool_queue(self) -> None:
         if self._queue:
             m.QUEUE_DEPTH.dec(len(self._queue))
-            self._spool_records(self._queue)
+            self._fb.append(self._queue)
             self._queue.clear()
-
-    def _spool_records(self, records: Iterable[Record]) -> None:
-        for key, value in records:
-            if not self._spool.opened:
-                self._drop("spool_error", "spool not open (emit() before start())")
-                continue
-            try:
-                ok = self._spool.append(key, value)
-            except OSError as exc:
-                self._drop("spool_error", f"spool write failed: {exc}")
-                continue
-            if ok:
-                m.SPOOLED.inc()
-            else:
-                self._drop("spool_full", f"spool full ({self._cfg.spool_max_bytes} bytes), dropping events")
-        self._update_spool_gauge()
-
-    def _drop(self, reason: str, message: str) -> None:
-        m.DROPPED.labels(reason).inc()
-        self._warn_once(reason, "%s", message)
-
-    def _warn_once(self, kind: str, fmt: str, *args: object) -> None:
-        if kind not in self._warned:
-            self._warned.add(kind)
-            log.warning(fmt, *args)
-
-    def _update_spool_gauge(self) -> None:
-        size = self._spool.disk_bytes
-        m.SPOOL_BYTES.inc(size - self._spool_gauge)
-        self._spool_gauge = size
-
-    def _set_broker_up(self, up: bool) -> None:
-        if up and self._broker_up is not True:
-            log.info("connected to broker %s", self._kafka.bootstrap_servers)
-        self._broker_up = up
-        m.BROKER_UP.set(1 if up else 0)
 
     @property
     def spooling(self) -> bool:
@@ -389,6 +315,7 @@ class EventEmitter:
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it; an exception it ends with is logged, not raised (stop goes on)."""
     task.cancel()
     try:
         await task
@@ -396,3 +323,5 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         current = asyncio.current_task()
         if current is not None and current.cancelling():
             raise  # we were cancelled ourselves, not just the task
+    except Exception:
+        log.exception("emitter task %s failed while stopping", task.get_name())

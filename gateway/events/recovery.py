@@ -37,7 +37,8 @@ from aiokafka.errors import KafkaError
 from gateway.config import EmitterConfig
 from gateway.events import metrics as m
 from gateway.events.retention import Retention, strip_meta
-from gateway.events.spool import _SUFFIX, Record, Spool
+from gateway.events.segments import Record, segment_ids
+from gateway.events.spool import Spool
 from gateway.events.topics import client_kwargs, ensure_topic
 from schemas.config import KafkaConfig
 
@@ -200,7 +201,7 @@ class Recovery:
 
 def _next_segment_id(directory: Path) -> int:
     """An id above every segment in ``directory`` and its replay cursor (so the spool's open keeps them)."""
-    ids = [int(p.stem) for p in directory.glob("*" + _SUFFIX) if p.stem.isdigit()]
+    ids = segment_ids(directory) if directory.exists() else []
     with contextlib.suppress(FileNotFoundError, ValueError, IndexError):
         ids.append(int((directory / "cursor").read_text().split()[0]))
     return max(ids, default=-1) + 1

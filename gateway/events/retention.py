@@ -20,30 +20,27 @@ All state is touched from the event-loop thread only; ``open`` runs in a worker 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
-from gateway.events.spool import (
-    _SUFFIX,
+from gateway.events.segments import (
     MAGIC,
     MAX_KEY_BYTES,
     Record,
+    SegmentFiles,
     SyncTargets,
     decode_records,
     encode_record,
-    fsync_paths,
+    segment_ids,
     valid_length,
 )
 
 log = logging.getLogger(__name__)
 
 META = struct.Struct(">iqI")  # partition, base offset of the batch, index in the batch
-_WRITE_BUFFER = 1 << 20
 _MAX_RUNS = 256  # per partition; beyond it neighbouring runs are merged (counts become estimates)
 
 
@@ -116,13 +113,9 @@ class Retention:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
+        self._files = SegmentFiles(self.directory)
         self._segments: dict[int, _Segment] = {}
         self._disk_bytes = 0
-        self._writer: BinaryIO | None = None
-        self._w_id = -1
-        self._next_id = 0
-        self._unsynced: list[Path] = []
-        self._dirty = False
         self.unretained: dict[int, Runs] = {}  # acknowledged, not confirmed archived, no longer on disk
         self.last_base: dict[int, int] = {}  # partition -> base offset of the last acknowledged batch
         self.last_offset: dict[int, int] = {}  # partition -> last acknowledged offset
@@ -134,11 +127,11 @@ class Retention:
     def open(self) -> None:
         """Blocking (run it in a thread): index the segments left by a previous run."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        ids = sorted(int(p.stem) for p in self.directory.glob("*" + _SUFFIX) if p.stem.isdigit())
+        ids = segment_ids(self.directory)
         for seg in ids:
             self._segments[seg] = self._index(seg, truncate=seg == ids[-1])
         self._disk_bytes = sum(s.size for s in self._segments.values())
-        self._next_id = (ids[-1] + 1) if ids else 0
+        self._files.next_id = (ids[-1] + 1) if ids else 0
         self.opened = True
         if ids:
             log.info("retention %s holds %d bytes of delivered events not yet confirmed archived",
@@ -146,14 +139,7 @@ class Retention:
 
     def close(self) -> None:
         """Blocking: flush and fsync, then close."""
-        if self._writer is not None:
-            self._writer.flush()
-            os.fsync(self._writer.fileno())
-            self._writer.close()
-            self._writer, self._w_id = None, -1
-        fsync_paths(SyncTargets(tuple(self._unsynced), None, self.directory))
-        self._unsynced.clear()
-        self._dirty = False
+        self._files.close()
         self.opened = False
 
     # -- writing ---------------------------------------------------------------------------------
@@ -184,29 +170,17 @@ class Retention:
             return False
         while self._disk_bytes + len(rec) + len(MAGIC) > self.max_bytes and self._segments:
             self._evict_oldest()
-        writer = self._writer
-        if writer is None or self._segments[self._w_id].size + len(rec) > self.segment_bytes:
-            writer = self._roll()
-        writer.write(rec)
-        seg = self._segments[self._w_id]
+        active = self._files.active
+        if active < 0 or self._segments[active].size + len(rec) > self.segment_bytes:
+            active = self._files.roll()
+            self._segments[active] = _Segment(len(MAGIC))
+            self._disk_bytes += len(MAGIC)
+        self._files.write(rec)
+        seg = self._segments[active]
         seg.size += len(rec)
         seg.runs.setdefault(partition, Runs()).add(offset, offset)
         self._disk_bytes += len(rec)
-        self._dirty = True
         return True
-
-    def _roll(self) -> BinaryIO:
-        if self._writer is not None:
-            self._writer.close()
-            self._unsynced.append(self._path(self._w_id))
-        seg = self._next_id
-        self._next_id += 1
-        writer = open(self._path(seg), "ab", buffering=_WRITE_BUFFER)
-        writer.write(MAGIC)
-        self._writer, self._w_id = writer, seg
-        self._segments[seg] = _Segment(len(MAGIC))
-        self._disk_bytes += len(MAGIC)
-        return writer
 
     def _evict_oldest(self) -> None:
         seg = min(self._segments)
@@ -236,18 +210,16 @@ class Retention:
     def detach(self, dest: Path, first_id: int) -> int:
         """Move every segment into ``dest`` as ids ``first_id``, ``first_id + 1``, ... (a spool directory);
         forget offsets. Returns the number of segments moved. Fast (renames); blocking only briefly."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer, self._w_id = None, -1
+        self._files.close_active()
         dest.mkdir(parents=True, exist_ok=True)
+        target = SegmentFiles(dest)
         moved = 0
         for seg in sorted(self._segments):
-            os.replace(self._path(seg), dest / f"{first_id + moved:020d}{_SUFFIX}")
+            os.replace(self._files.path(seg), target.path(first_id + moved))
             moved += 1
         self._segments.clear()
         self._disk_bytes = 0
-        self._unsynced.clear()
-        self._dirty = False
+        self._files.forget_unsynced()
         self.unretained.clear()
         self.last_base.clear()
         self.last_offset.clear()
@@ -255,15 +227,7 @@ class Retention:
 
     # -- syncing (same contract as Spool) --------------------------------------------------------
     def fsync_targets(self) -> SyncTargets | None:
-        if not self._dirty:
-            return None
-        if self._writer is not None:
-            self._writer.flush()
-        fd = os.dup(self._writer.fileno()) if self._writer is not None else None
-        targets = SyncTargets(tuple(self._unsynced), fd, self.directory)
-        self._unsynced.clear()
-        self._dirty = False
-        return targets
+        return self._files.fsync_targets()
 
     @property
     def disk_bytes(self) -> int:
@@ -271,28 +235,12 @@ class Retention:
 
     # -- files -----------------------------------------------------------------------------------
     def _delete(self, seg: int) -> None:
-        if seg == self._w_id and self._writer is not None:
-            self._writer.close()
-            self._writer, self._w_id = None, -1
         self._disk_bytes -= self._segments.pop(seg).size
-        self._path(seg).unlink(missing_ok=True)
-        with contextlib.suppress(ValueError):
-            self._unsynced.remove(self._path(seg))
-
-    def _path(self, seg: int) -> Path:
-        return self.directory / f"{seg:020d}{_SUFFIX}"
+        self._files.delete(seg)
 
     def _index(self, seg: int, truncate: bool) -> _Segment:
-        path = self._path(seg)
-        data = path.read_bytes()
-        good = valid_length(data)
-        if good < len(data) and truncate:
-            log.warning("retention segment %s: torn tail, truncating %d bytes", path.name, len(data) - good)
-            with open(path, "r+b") as f:
-                f.truncate(good if good else 0)
-                if not good:
-                    f.write(MAGIC)
-                    good = len(MAGIC)
+        data = self._files.path(seg).read_bytes()
+        good = self._files.repair_tail(seg, data) if truncate else valid_length(data)
         index = _Segment(max(good, len(MAGIC)))
         records, _, _ = decode_records(memoryview(data)[len(MAGIC) : good], 1 << 62) if good else ([], 0, False)
         for key, _value in records:

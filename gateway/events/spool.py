@@ -6,17 +6,11 @@ Layout under the spool directory::
     cursor                     "<segment id> <offset>\\n": replay position, everything before it was
                                delivered (written to a temp file, then renamed: atomic)
 
-A record is ``u32 length | u32 crc32(body) | body`` with ``body = u16 key length | key | value``,
-big-endian. ``length`` is the body length.
-
-Writes: ``append`` runs on the event-loop thread and copies into a 1 MiB userspace buffer, so the usual
-cost is a memcpy; a full buffer costs one write(2) into the page cache. ``flush`` hands the buffer to the
-OS (the emitter's syncer calls it every ``sync_interval`` while the spool is in use, and ``read`` calls it
-before reading the segment being written). ``fsync_targets``/``fsync_paths`` fsync closed segments, the
-active one (through a dup'ed descriptor) and the directory from a worker thread. So a process crash
-loses at most the unflushed buffer (one sync interval); a machine crash at most what was not fsynced.
-A torn tail write after a crash is found on ``open`` (short record or CRC mismatch in the last segment)
-and truncated away.
+Records and files as in segments.py (CRC-framed records, a buffered writer, the fsync contract).
+``append`` runs on the event-loop thread; the emitter's syncer flushes and fsyncs every sync interval
+while the spool is in use, and ``read`` flushes before reading the segment being written. A torn tail
+write after a crash is found on ``open`` (short record or CRC mismatch in the last segment) and
+truncated away.
 
 Replay: ``read`` returns records from the cursor; ``commit`` persists the position after them; a segment
 is deleted once the cursor passes its end. A crash between delivery and commit re-sends one batch
@@ -25,85 +19,24 @@ is deleted once the cursor passes its end. A crash between delivery and commit r
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import struct
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+
+from gateway.events.segments import (
+    HEAD,
+    MAGIC,
+    Record,
+    SegmentFiles,
+    SyncTargets,
+    decode_records,
+    encode_record,
+    segment_ids,
+)
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"GWSPOOL1"
-_HEAD = struct.Struct(">II")  # body length, crc32(body)
-_KLEN = struct.Struct(">H")
-MAX_KEY_BYTES = 0xFFFF
-_WRITE_BUFFER = 1 << 20
 _READ_CHUNK = 1 << 20
-_SUFFIX = ".seg"
-
-Record = tuple[bytes, bytes]  # (key, value)
-
-
-def encode_record(key: bytes, value: bytes) -> bytes:
-    body = _KLEN.pack(len(key)) + key + value
-    return _HEAD.pack(len(body), zlib.crc32(body)) + body
-
-
-def decode_records(buf: bytes | memoryview, max_records: int) -> tuple[list[Record], int, bool]:
-    """Parse complete records from ``buf``: (records, bytes consumed, corrupt record met)."""
-    view = memoryview(buf)
-    out: list[Record] = []
-    pos = 0
-    while len(out) < max_records and pos + _HEAD.size <= len(view):
-        length, crc = _HEAD.unpack_from(view, pos)
-        end = pos + _HEAD.size + length
-        if end > len(view):
-            break
-        body = view[pos + _HEAD.size : end]
-        if length < _KLEN.size or zlib.crc32(body) != crc:
-            return out, pos, True
-        (klen,) = _KLEN.unpack_from(body)
-        if _KLEN.size + klen > length:
-            return out, pos, True
-        out.append((bytes(body[2 : 2 + klen]), bytes(body[2 + klen :])))
-        pos = end
-    return out, pos, False
-
-
-def valid_length(data: bytes) -> int:
-    """Bytes of ``data`` (a whole segment) up to the end of its last intact record."""
-    if data[: len(MAGIC)] != MAGIC:
-        return 0
-    _, used, _ = decode_records(memoryview(data)[len(MAGIC) :], 1 << 62)  # one pass (slicing bytes copies)
-    return len(MAGIC) + used
-
-
-@dataclass(frozen=True, slots=True)
-class SyncTargets:
-    paths: tuple[Path, ...]  # closed segments to fsync by path
-    fd: int | None  # dup of the active segment's descriptor (closed by fsync_paths)
-    directory: Path
-
-
-def fsync_paths(targets: SyncTargets) -> None:
-    """Blocking: run in a worker thread."""
-    try:
-        for path in targets.paths:
-            with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:  # deleted meanwhile: fine
-                os.fsync(f.fileno())
-        if targets.fd is not None:
-            os.fsync(targets.fd)
-        dfd = os.open(targets.directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    finally:
-        if targets.fd is not None:
-            os.close(targets.fd)
 
 
 class Spool:
@@ -113,39 +46,38 @@ class Spool:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
+        self._files = SegmentFiles(self.directory)
         self._sizes: dict[int, int] = {}  # segment id -> size on disk (+ buffered, for the active one)
         self._disk_bytes = 0
-        self._writer: BinaryIO | None = None
-        self._w_id = -1  # active (written) segment, -1 when none
-        self._next_id = 0
         self._cursor = (0, len(MAGIC))  # committed replay position
         self._read_end: tuple[int, int] | None = None  # position after the last read() batch
-        self._unsynced: list[Path] = []
-        self._dirty = False
         self.opened = False
+
+    @property
+    def _w_id(self) -> int:
+        return self._files.active  # the active (written) segment, -1 when none
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self) -> None:
         """Blocking (run it in a thread): load segments and cursor, truncate a torn tail."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        ids = sorted(int(p.stem) for p in self.directory.glob("*" + _SUFFIX) if p.stem.isdigit())
+        ids = segment_ids(self.directory)
         cur_id, cur_off = self._load_cursor()
         for seg in [s for s in ids if s < cur_id]:  # fully replayed before a crash
-            self._path(seg).unlink(missing_ok=True)
+            self._files.path(seg).unlink(missing_ok=True)
         ids = [s for s in ids if s >= cur_id]
         for seg in ids:
-            self._sizes[seg] = self._path(seg).stat().st_size
+            self._sizes[seg] = self._files.path(seg).stat().st_size
         if ids:
             last = ids[-1]
-            self._truncate_torn_tail(last)
+            self._sizes[last] = self._files.repair_tail(last, self._files.path(last).read_bytes())
             if cur_id not in self._sizes:
                 cur_id, cur_off = ids[0], len(MAGIC)
             self._cursor = (cur_id, min(max(cur_off, len(MAGIC)), self._sizes[cur_id]))
-            self._writer = open(self._path(last), "ab", buffering=_WRITE_BUFFER)
-            self._w_id = last
-        self._next_id = max([cur_id - 1, *ids]) + 1
+            self._files.reopen(last)
+        self._files.next_id = max([cur_id - 1, *ids]) + 1
         if not ids:
-            self._cursor = (self._next_id, len(MAGIC))
+            self._cursor = (self._files.next_id, len(MAGIC))
         self._disk_bytes = sum(self._sizes.values())
         self.opened = True
         if self.pending:
@@ -153,14 +85,7 @@ class Spool:
 
     def close(self) -> None:
         """Blocking: flush and fsync everything, then close."""
-        if self._writer is not None:
-            self._writer.flush()
-            os.fsync(self._writer.fileno())
-            self._writer.close()
-            self._writer = None
-        fsync_paths(SyncTargets(tuple(self._unsynced), None, self.directory))
-        self._unsynced.clear()
-        self._dirty = False
+        self._files.close()
         self.opened = False
 
     # -- writing ---------------------------------------------------------------------------------
@@ -169,44 +94,26 @@ class Spool:
         rec = encode_record(key, value)
         if self._disk_bytes + len(rec) + len(MAGIC) > self.max_bytes:
             return False
-        writer = self._writer
-        if writer is None or self._sizes[self._w_id] + len(rec) > self.segment_bytes:
-            writer = self._roll()
-        writer.write(rec)
+        if self._w_id < 0 or self._sizes[self._w_id] + len(rec) > self.segment_bytes:
+            self._roll()
+        self._files.write(rec)
         self._sizes[self._w_id] += len(rec)
         self._disk_bytes += len(rec)
-        self._dirty = True
         return True
 
     def flush(self) -> None:
-        if self._writer is not None:
-            self._writer.flush()
+        self._files.flush()
 
     def fsync_targets(self) -> SyncTargets | None:
         """Flush, and say what a worker thread should fsync (None: nothing changed since last time)."""
-        if not self._dirty:
-            return None
-        self.flush()
-        fd = os.dup(self._writer.fileno()) if self._writer is not None else None
-        targets = SyncTargets(tuple(self._unsynced), fd, self.directory)
-        self._unsynced.clear()
-        self._dirty = False
-        return targets
+        return self._files.fsync_targets()
 
-    def _roll(self) -> BinaryIO:
-        if self._writer is not None:
-            self._writer.close()  # fsynced later by the syncer (fsync_targets)
-            self._unsynced.append(self._path(self._w_id))
-        seg = self._next_id
-        self._next_id += 1
-        writer = open(self._path(seg), "ab", buffering=_WRITE_BUFFER)
-        writer.write(MAGIC)
-        self._writer, self._w_id = writer, seg
+    def _roll(self) -> None:
+        seg = self._files.roll()
         self._sizes[seg] = len(MAGIC)
         self._disk_bytes += len(MAGIC)
         if self._cursor[0] not in self._sizes:
             self._cursor = (min(self._sizes), len(MAGIC))
-        return writer
 
     # -- replay ----------------------------------------------------------------------------------
     @property
@@ -276,26 +183,23 @@ class Spool:
         return True
 
     def _finish_segment(self, seg: int) -> None:
-        if seg == self._w_id and self._writer is not None:
-            self._writer.close()
-            self._writer, self._w_id = None, -1
+        if seg == self._w_id:
+            self._files.close_active()
         rest = [s for s in self._sizes if s > seg]
-        self._cursor = (min(rest) if rest else self._next_id, len(MAGIC))
+        self._cursor = (min(rest) if rest else self._files.next_id, len(MAGIC))
         self._read_end = None
         self._store_cursor()  # before the unlink: a crash in between re-sends, never skips
         self._disk_bytes -= self._sizes.pop(seg)
-        self._path(seg).unlink(missing_ok=True)
-        with contextlib.suppress(ValueError):
-            self._unsynced.remove(self._path(seg))
+        self._files.delete(seg)
 
     def _read_at(self, seg: int, off: int, limit: int, max_records: int) -> tuple[list[Record], int, bool]:
-        with open(self._path(seg), "rb") as f:
+        with open(self._files.path(seg), "rb") as f:
             f.seek(off)
             buf = f.read(min(limit - off, _READ_CHUNK))
             records, used, corrupt = decode_records(buf, max_records)
-            if not records and not corrupt and len(buf) >= _HEAD.size:  # one record bigger than a chunk
-                length, _ = _HEAD.unpack_from(buf)
-                need = min(limit - off, _HEAD.size + length)
+            if not records and not corrupt and len(buf) >= HEAD.size:  # one record bigger than a chunk
+                length, _ = HEAD.unpack_from(buf)
+                need = min(limit - off, HEAD.size + length)
                 buf += f.read(need - len(buf))
                 records, used, corrupt = decode_records(buf, max_records)
             if not records and not corrupt:  # truncated record in a closed segment
@@ -303,9 +207,6 @@ class Spool:
         return records, used, corrupt
 
     # -- files -----------------------------------------------------------------------------------
-    def _path(self, seg: int) -> Path:
-        return self.directory / f"{seg:020d}{_SUFFIX}"
-
     def _load_cursor(self) -> tuple[int, int]:
         try:
             seg, off = (self.directory / "cursor").read_text().split()
@@ -317,21 +218,3 @@ class Spool:
         tmp = self.directory / "cursor.tmp"
         tmp.write_text(f"{self._cursor[0]} {self._cursor[1]}\n")
         os.replace(tmp, self.directory / "cursor")
-
-    def _truncate_torn_tail(self, seg: int) -> None:
-        path = self._path(seg)
-        data = path.read_bytes()
-        good = valid_length(data)
-        if good == len(data):
-            return
-        log.warning("spool segment %s: torn tail, truncating %d bytes", path.name, len(data) - good)
-        with open(path, "r+b") as f:
-            if good == 0:  # even the header is torn
-                f.truncate(0)
-                f.write(MAGIC)
-                good = len(MAGIC)
-            else:
-                f.truncate(good)
-            f.flush()
-            os.fsync(f.fileno())
-        self._sizes[seg] = good

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.events.spool import MAGIC, Spool, encode_record
+from gateway.events.segments import MAGIC, encode_record
+from gateway.events.spool import Spool
 
 pytestmark = pytest.mark.timeout(10)
 
