@@ -1,6 +1,6 @@
 """A/B of the gateway: a git ref (A) against the working tree (B), interleaved rounds at one rate.
 
-    .venv/bin/python bench/gateway_ab.py REF [--rate 900] [--seconds 8] [--rounds 4]
+    .venv/bin/python -m bench.gateway_ab REF [--rate 900] [--seconds 8] [--rounds 4]
 
 This VM's latency and CPU figures drift by ±30% between minutes, so two benchmark runs minutes apart can
 disagree more than two versions of the code do. Here both gateways run at once (same broker, same mock,
@@ -12,20 +12,14 @@ p50/p99 (proxy - direct, ms) and the proxy's CPU per request; at the end the med
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-
-# bench/gateway.py: its name clashes with the ``gateway`` package, so load it by path
-_spec = importlib.util.spec_from_file_location("bench_gateway", HERE / "gateway.py")
-bg = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(bg)  # type: ignore[union-attr]
+from bench.harness import PROMPT, Client, Procs, Target, measure, source, start_broker
+from bench.proxy import bodies, start_gatewatch, start_mocks
 
 
 def main() -> int:
@@ -36,37 +30,36 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gatewatch-ab-"))
-    src_a, _ = bg.source(args.ref, tmp)
-    procs_a, procs_b = bg.Procs(tmp, src=src_a), bg.Procs(tmp)
+    src_a, _ = source(args.ref, tmp)
+    procs_a, procs_b = Procs(tmp, src=src_a), Procs(tmp)
     res: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
     try:
-        client = bg.Client(1, 10.0)
-        with bg.TansuBroker(log_file=tmp / "tansu.log") as broker:
-            mock, paced = bg.start_mocks(procs_b, 1)
-            body = bg.bodies(bg.PROMPT)
-            direct = bg.Target("direct", f"http://127.0.0.1:{mock}", {}, body["mock_chat"], body["mock_stream"])
-            bench = bg.Bench(argparse.Namespace(out_dir=tmp, duration=5, stream_duration=5), client, direct)
-            a = bg.start_gatewatch(procs_a, tmp, 0, broker.bootstrap, mock, paced, body, name="A")
-            b = bg.start_gatewatch(procs_b, tmp, 0, broker.bootstrap, mock, paced, body, name="B")
-            for g in (a, b):
-                bench.run(g, 300, 3, warmup=1)
-            for i in range(args.rounds):
-                for name, g in (("A", a), ("B", b)):
-                    d = bench.run(direct, args.rate, args.seconds)
-                    p = bench.run(g, args.rate, args.seconds)
-                    row = {"cpu_ms_per_req": p.get("proxy_cpu_ms_per_req"),
-                           "added_p50": round(p["latency_ms"]["p50"] - d["latency_ms"]["p50"], 3),
-                           "added_p99": round(p["latency_ms"]["p99"] - d["latency_ms"]["p99"], 3),
-                           "errors": p["errors"]}
-                    res[name].append(row)
-                    print(i, name, json.dumps(row), flush=True)
+        client = Client(1, 10.0)
+        broker = start_broker(procs_b, 1)
+        mock, paced = start_mocks(procs_b, 1)
+        body = bodies(PROMPT)
+        direct = Target("direct", f"http://127.0.0.1:{mock}", {}, body["mock_chat"], body["mock_stream"])
+        a = start_gatewatch(procs_a, tmp, 0, broker, mock, paced, body, name="A")
+        b = start_gatewatch(procs_b, tmp, 0, broker, mock, paced, body, name="B")
+        for g in (a, b):
+            measure(client, g, 300, 3, warmup=1)
+        for i in range(args.rounds):
+            for name, g in (("A", a), ("B", b)):
+                d = measure(client, direct, args.rate, args.seconds)
+                p = measure(client, g, args.rate, args.seconds)
+                row = {"cpu_ms_per_req": p.get("proxy_cpu_ms_per_req"),
+                       "added_p50": round(p["latency_ms"]["p50"] - d["latency_ms"]["p50"], 3),
+                       "added_p99": round(p["latency_ms"]["p99"] - d["latency_ms"]["p99"], 3),
+                       "errors": p["errors"]}
+                res[name].append(row)
+                print(i, name, json.dumps(row), flush=True)
         for name, rows in res.items():
             med = {k: statistics.median(r[k] for r in rows) for k in ("added_p50", "added_p99", "cpu_ms_per_req")}
             print(f"{name} ({args.ref if name == 'A' else 'working tree'}): median added p50 {med['added_p50']:.3f} "
                   f"ms, p99 {med['added_p99']:.3f} ms, CPU {med['cpu_ms_per_req']:.3f} ms/request")
     finally:
         procs_a.stop_all()
-        procs_b.stop_all()
+        procs_b.stop_all()  # the broker and the mocks last
     return 0
 
 

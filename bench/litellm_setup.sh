@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create bench/.venvs/litellm (git-ignored) with the LiteLLM proxy, for bench/gateway.py's comparison.
+# Create bench/.venvs/litellm (git-ignored) with the LiteLLM proxy, for the comparison in bench/proxy.py.
 # Idempotent: does nothing when the venv already has the pinned version.
 # Pin: 1.108.7 is the version measured in /work/shared/ENVIRONMENT.md ("Peers"); override with LITELLM_VERSION.
 set -euo pipefail

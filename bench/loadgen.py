@@ -7,7 +7,7 @@ within ``--timeout`` of its scheduled time counts as a timeout error.
 
 Run it as a process (the benchmark pins it to its own core)::
 
-    python bench/loadgen.py --url http://127.0.0.1:8090/v1/chat/completions --rate 500 --duration 10 \
+    python -m bench.loadgen --url http://127.0.0.1:8090/v1/chat/completions --rate 500 --duration 10 \
         --body '{"model": "m", "messages": [{"role": "user", "content": "hi"}]}' [--stream] [--header K:V]
 
 It prints one JSON object on stdout: offered/achieved rate, counts and errors by kind, and percentiles
@@ -30,6 +30,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+
+from bench.harness import percentiles
 
 perf = time.perf_counter
 # first SSE chunk that carries text: "content":"x (chat) or "text":"x (completions); empty strings don't count
@@ -270,19 +272,6 @@ class Generator:
         return summarize(self)
 
 
-def _pcts(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None}
-    values.sort()
-    n = len(values)
-
-    def q(p: float) -> float:
-        return round(values[min(n - 1, int(p * n))] * 1000, 3)
-
-    return {"p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "max": round(values[-1] * 1000, 3),
-            "mean": round(sum(values) / n * 1000, 3)}
-
-
 def summarize(gen: Generator) -> dict[str, Any]:
     spec, run = gen.spec, gen.run
     first = round(spec.rate * spec.warmup)
@@ -312,8 +301,8 @@ def summarize(gen: Generator) -> dict[str, Any]:
         "url": spec.url, "offered_rps": spec.rate, "duration_s": spec.duration, "stream": spec.stream,
         "requests": measured, "ok": ok, "errors": sum(errors.values()), "error_kinds": errors,
         "achieved_rps": round(ok / span, 1),
-        "latency_ms": _pcts(lat), "service_ms": _pcts(svc), "send_lag_ms": _pcts(lag),
-        "ttft_ms": _pcts(ttft) if spec.stream else None,
+        "latency_ms": percentiles(lat), "service_ms": percentiles(svc), "send_lag_ms": percentiles(lag),
+        "ttft_ms": percentiles(ttft) if spec.stream else None,
         "max_conns_used": gen.conns,
         "sent_total": sum(1 for t in run.sent if t),  # warm-up included: for CPU time per request
     }

@@ -2,7 +2,7 @@
 
     gatewatch bench pipeline_lag [--rate 1000] [--duration 30] [--pipelines archiver,toxicity,...]
                                  [--max-wait-ms 1000] [--max-records 500] [--scorer-process inline|child]
-                                 [--direct]                                   (or: python bench/pipeline_lag.py)
+                                 [--direct]                                   (or: python -m bench.pipeline_lag)
 
 What it starts (and stops again, also on Ctrl-C): a Tansu broker (memory://), the mock upstream,
 ``gatewatch worker`` (its own GATEWATCH_HOME with a chdb warehouse; pipelines archiver + toxicity +
@@ -39,36 +39,43 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import json
 import os
 import re
 import resource
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
+from bench.harness import (
+    CHAT,
+    PROMPT,
+    PY,
+    RESULTS_DIR,
+    ROOT,
+    Client,
+    Procs,
+    cpu_seconds,
+    free_port,
+    git_commit,
+    http,
+    kafka_counters,
+    log,
+    md_table,
+    new_results,
+    own_cpu_seconds,
+    run_guarded,
+    short,
+    start_broker,
+    start_gateway,
+    start_mock,
+    wait_http,
+    write_results,
+)
 
-
-def _bench_gateway() -> Any:
-    """bench/gateway.py (its name clashes with the ``gateway`` package, so load it by path)."""
-    spec = importlib.util.spec_from_file_location("bench_gateway", HERE / "gateway.py")
-    mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(mod)  # type: ignore[union-attr]
-    return mod
-
-
-bg = _bench_gateway()
-from gatewatch.procs import free_port, tansu_binary, wait_port  # noqa: E402
-
-PY = sys.executable
 ALL_CPUS = f"0-{max(0, (os.cpu_count() or 1) - 1)}"  # Procs pins with taskset: give every process all cores
 
 
@@ -78,10 +85,9 @@ def cpus(args: argparse.Namespace, who: str) -> str:
     if not getattr(args, "pin_gateway", False) or n < 2:
         return ALL_CPUS
     return str(n - 1) if who == "gateway" else f"0-{n - 2}"
-CHAT = "/v1/chat/completions"
+
+
 SYSTEM = "You are a helpful assistant. The sea covers about 71 percent of the Earth's surface."
-PROMPT = "Write one short sentence about the sea."
-log = bg.log
 
 
 def chat_body() -> str:
@@ -95,7 +101,7 @@ METRIC_RE = re.compile(r'^(gatewatch_consumer_\w+)\{([^}]*)\} ([-\d.e+]+|NaN)$')
 
 def worker_metrics(base: str) -> dict[str, dict[str, float]]:
     """{metric: {pipeline[/scorer]: value}} for the consumer metrics the benchmark reads."""
-    status, text = bg.http(base + "/metrics", timeout=3.0)
+    status, text = http(base + "/metrics", timeout=3.0)
     out: dict[str, dict[str, float]] = {}
     if status != 200:
         return out
@@ -240,7 +246,7 @@ async def produce(bootstrap: str, rate: float, duration: float) -> dict[str, Any
 
 
 def run_producer(bootstrap: str, rate: float, duration: float) -> dict[str, Any]:
-    cmd = [PY, str(Path(__file__).resolve()), "--produce-only", bootstrap, "--rate", str(rate),
+    cmd = [PY, "-m", "bench.pipeline_lag", "--produce-only", bootstrap, "--rate", str(rate),
            "--duration", str(duration)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 120, check=False, cwd=ROOT)
     if res.returncode != 0:
@@ -277,46 +283,28 @@ def write_config(tmp: Path, args: argparse.Namespace, broker: str, mock: int) ->
     return path, gw_port, console
 
 
-def start_all(args: argparse.Namespace, procs: Any, tmp: Path, res: dict[str, Any]) -> dict[str, Any]:
-    host, port = "127.0.0.1", free_port()
-    url = f"tcp://{host}:{port}"  # the command line of gatewatch.procs.TansuBroker, under Procs (process group)
-    procs.start("tansu", [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                          "--storage-engine", "memory://tansu/"], cpus(args, "tansu"), {"RUST_LOG": "warn"},
-                project=False)
-    wait_port(host, port, 20)
-    mock = free_port()
-    mock_cmd = [PY, "-m", "gatewatch", "--log-level", "WARNING", "mock-upstream", "--port", str(mock),
-                "--record-last", "0"]
-    mp = None if args.direct else procs.start("mock", mock_cmd, cpus(args, "mock"))
-    if mp is not None:
-        wait_port("127.0.0.1", mock, 30, mp)
-    cfg, gw_port, console = write_config(tmp, args, f"{host}:{port}", mock)
+def start_all(args: argparse.Namespace, procs: Procs, tmp: Path, res: dict[str, Any]) -> dict[str, Any]:
+    broker = start_broker(procs, cpus(args, "tansu"))
+    mock = free_port() if args.direct else start_mock(procs, cpus(args, "mock"))
+    cfg, gw_port, console = write_config(tmp, args, broker, mock)
     w_home, g_home = tmp / "home-worker", tmp / "home-gateway"
     w_home.mkdir()
     g_home.mkdir()
     t0 = time.monotonic()
     worker = procs.start("worker", [PY, "-m", "gatewatch", "-c", str(cfg), "--log-level", "INFO", "worker"],
                          cpus(args, "worker"), {"GATEWATCH_HOME": str(w_home)})
-    keys = subprocess.run([PY, "-m", "gatewatch", "-c", str(cfg), "keys", "create", "--tenant", "bench"],
-                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "GATEWATCH_HOME": str(g_home)},
-                          timeout=60, check=False)
-    if keys.returncode != 0:
-        raise RuntimeError(f"gatewatch keys create failed: {keys.stderr[-2000:]}")
-    headers = {"Authorization": f"Bearer {keys.stdout.split()[0]}"}
     wbase = f"http://127.0.0.1:{console}"
-    bg.wait_http(wbase + "/healthz", 180, worker)
-    log(f"worker console up in {time.monotonic() - t0:.1f}s: {bg.http(wbase + '/healthz')[1].decode()[:300]}")
-    gw, gbase = None, f"http://127.0.0.1:{gw_port}"
+    wait_http(wbase + "/healthz", 180, worker)
+    log(f"worker console up in {time.monotonic() - t0:.1f}s: {http(wbase + '/healthz')[1].decode()[:300]}")
+    gw, gbase, headers = None, f"http://127.0.0.1:{gw_port}", {}
     if not args.direct:
-        gw = procs.start("gateway", [PY, "-m", "gatewatch", "-c", str(cfg), "--log-level", "WARNING", "gateway"],
-                         cpus(args, "gateway"), {"GATEWATCH_HOME": str(g_home)})
-        bg.wait_http(gbase + "/readyz", 60, gw)
-        bg.wait_http(gbase + CHAT, 30, gw, chat_body(), headers)
+        target, _ = start_gateway(procs, "gateway", cfg, gw_port, g_home, cpus(args, "gateway"), chat_body())
+        gw, headers = target.proc, target.headers
         log(f"gateway ready on {gbase}")
-    res["setup"] = {"broker": f"{host}:{port}", "mock": mock, "gateway": gbase, "console": wbase,
+    res["setup"] = {"broker": broker, "mock": mock, "gateway": gbase, "console": wbase,
                     "worker_home": str(w_home), "config": str(cfg)}
     return {"worker": worker, "gateway": gw, "wbase": wbase, "gbase": gbase, "headers": headers,
-            "w_home": w_home, "bootstrap": f"{host}:{port}", "direct": args.direct}
+            "w_home": w_home, "bootstrap": broker, "direct": args.direct}
 
 
 def warm_up(ctx: dict[str, Any], pipelines: list[str], n: int = 50, timeout: float = 180.0) -> float:
@@ -325,7 +313,7 @@ def warm_up(ctx: dict[str, Any], pipelines: list[str], n: int = 50, timeout: flo
     if ctx["direct"]:
         run_producer(ctx["bootstrap"], n, 1.0)
     for _ in range(0 if ctx["direct"] else n):
-        bg.http(ctx["gbase"] + CHAT, chat_body(), ctx["headers"])
+        http(ctx["gbase"] + CHAT, chat_body(), ctx["headers"])
     while time.monotonic() - t0 < timeout:
         if ctx["worker"].poll() is not None:
             raise RuntimeError(f"worker exited with {ctx['worker'].returncode} (see worker.log)")
@@ -366,20 +354,20 @@ def throughput(samples: list[dict[str, Any]], t0: float, t1: float) -> dict[str,
     return out
 
 
-def cpu_by_process(procs: Any) -> dict[str, float]:
+def cpu_by_process(procs: Procs) -> dict[str, float]:
     """CPU seconds so far per started process with its descendants; the worker's scorer child also apart."""
     started = dict(procs.items)
-    out = {name: bg.cpu_seconds(proc.pid) for name, proc in started.items()}
+    out = {name: cpu_seconds(proc.pid) for name, proc in started.items()}
     if "worker" in started:
-        out["worker's scorer child"] = out["worker"] - bg.own_cpu_seconds(started["worker"].pid)
+        out["worker's scorer child"] = out["worker"] - own_cpu_seconds(started["worker"].pid)
     return out
 
 
-def run(args: argparse.Namespace, procs: Any, tmp: Path, res: dict[str, Any]) -> None:
+def run(args: argparse.Namespace, procs: Procs, tmp: Path, res: dict[str, Any]) -> None:
     ctx = start_all(args, procs, tmp, res)
     took = warm_up(ctx, args.pipelines)
     log(f"warm-up consumed by {args.pipelines} in {took:.1f}s")
-    before = {} if args.direct else bg.kafka_counters(ctx["gbase"])
+    before = {} if args.direct else kafka_counters(ctx["gbase"])
     w_ev0 = events_of(worker_metrics(ctx["wbase"]))
     sampler = Sampler(ctx["wbase"])
     sampler.start()
@@ -393,7 +381,7 @@ def run(args: argparse.Namespace, procs: Any, tmp: Path, res: dict[str, Any]) ->
     if args.direct:
         r = run_producer(ctx["bootstrap"], args.rate, args.duration)
     else:
-        r = bg.Client(cpus(args, "loadgen"), 10.0).load(ctx["gbase"] + CHAT, args.rate, args.duration, chat_body(),
+        r = Client(cpus(args, "loadgen"), 10.0).load(ctx["gbase"] + CHAT, args.rate, args.duration, chat_body(),
                                             headers=ctx["headers"])
     m1 = time.time()
     t_end = dt.datetime.now(dt.UTC)
@@ -405,8 +393,8 @@ def run(args: argparse.Namespace, procs: Any, tmp: Path, res: dict[str, Any]) ->
         loadgen_cpu.ru_utime + loadgen_cpu.ru_stime - children0.ru_utime - children0.ru_stime, 1)
     res["cpu_s_during_load"]["wall_s"] = round(m1 - m0, 1)
     res["load"] = r
-    log(f"load done: {r if args.direct else bg.short(r)}")
-    after = {} if args.direct else bg.kafka_counters(ctx["gbase"])
+    log(f"load done: {r if args.direct else short(r)}")
+    after = {} if args.direct else kafka_counters(ctx["gbase"])
     emitted = {k: after.get(k, 0) - before.get(k, 0) for k in after if k.startswith("events_")}
     res["gateway_events"] = emitted
     produced = r["acked"] if args.direct else sum(
@@ -465,48 +453,57 @@ def report(res: dict[str, Any]) -> str:
         if a.get("direct"):
             lines.append(f"load: straight to Kafka (no gateway): {res['load']}")
         else:
-            lines.append("load: " + bg.short(res["load"]) + f"; gateway events (non-zero counters): {evs}")
+            lines.append("load: " + short(res["load"]) + f"; gateway events (non-zero counters): {evs}")
         cpu = dict(res["cpu_s_during_load"])
         wall = cpu.pop("wall_s")
         lines.append(f"CPU s during the load ({wall} s wall, {os.cpu_count()} cores; a process includes its children): "
                      + ", ".join(f"{k} {v}" for k, v in cpu.items()))
     wh = res.get("warehouse")
     if wh:
-        ev = wh["events"]
-        bs = res["worker_final"]["batch_seconds_mean"]
-        lines += ["", "| what (scored_at: write time) | events | p50 / p90 / p99 / max (ms) "
-                  "| mean batch s (score+write+commit) |",
-                  "| --- | ---: | --- | ---: |",
-                  f"| archiver: ingested_at - ts_end | {ev['events']:,} ({ev['rows']:,} rows) | {_q(ev['lag_ms'])} "
-                  f"| {bs.get('archiver', '-')} |"]
-        for scorer, s in wh["scores"].items():
-            lines.append(f"| {scorer}: scored_at - ts | {s['events']:,} | {_q(s['lag_ms'])} | {bs.get(scorer, '-')} |")
-        ins = wh["archiver_inserts"]
-        lines.append(f"archiver inserts in the window: {ins['count']} "
-                     f"(avg {ins['avg_rows']} rows, max {ins['max_rows']})")
-        t0 = dt.datetime.fromisoformat(res["window"][0]).timestamp()
-        lines.append("archiver p99 by 5 s bucket of ts_end (s from load start: events, p99 ms): "
-                     + ", ".join(f"{b - t0:+.0f}s: {n}, {p:,}" for b, n, p in wh["events_p99_by_5s"]))
-        sent = res["load"].get("sent_total", res["load"].get("produced", 0))
-        lines.append(f"requests sent {sent:,} (answered {res['load'].get('ok', '-')} in time), "
-                     f"events delivered to Kafka {res.get('delivered', 0):,.0f}, events rows in the window "
-                     f"{ev['events']:,}; scored events per scorer: "
-                     + ", ".join(f"{k} {v['events']:,}" for k, v in wh["scores"].items()))
+        lines += ["", *warehouse_lines(res, wh)]
     tp = res.get("throughput_during_load")
     if tp:
-        lines += ["", "| pipeline | consumed/s during load | lag gauge at end of load / peak | consumed at the end "
-                  "| behind (delivered - consumed) |", "| --- | ---: | ---: | ---: | ---: |"]
-        fin, exp = res["worker_final"]["events"], res.get("expected_events_total") or {}
-        for p, v in tp.items():
-            behind = exp.get(p, 0) - fin.get(p, 0)
-            lines.append(f"| {p} | {v['events_per_s']:,} | {v['lag_end'] or 0:,.0f} / {v['lag_peak']:,.0f} "
-                         f"| {fin.get(p, 0):,.0f} | {behind:,.0f} |")
-        lines.append("(the lag gauge: messages not yet committed, refreshed about every second, also mid-batch)")
-        lines.append(f"drain after the load: {res['drain']}; worker stop {res.get('worker_stop_s')} s")
-        if wh and wh["events"]["lag_ms"]:
-            p99 = wh["events"]["lag_ms"]["p99"]
-            lines.append(f"target archiver p99 <= 2000 ms: {'met' if p99 <= 2000 else 'MISSED'} ({p99:,} ms)")
+        lines += ["", *throughput_lines(res, tp, wh)]
     return "\n".join(lines)
+
+
+def warehouse_lines(res: dict[str, Any], wh: dict[str, Any]) -> list[str]:
+    """The lag table (archiver, then each scorer) and what the warehouse holds of the run's window."""
+    ev = wh["events"]
+    bs = res["worker_final"]["batch_seconds_mean"]
+    rows = [["archiver: ingested_at - ts_end", f"{ev['events']:,} ({ev['rows']:,} rows)", _q(ev["lag_ms"]),
+             bs.get("archiver", "-")]]
+    rows += [[f"{scorer}: scored_at - ts", f"{s['events']:,}", _q(s["lag_ms"]), bs.get(scorer, "-")]
+             for scorer, s in wh["scores"].items()]
+    lines = md_table(["what (scored_at: write time)", "events", "p50 / p90 / p99 / max (ms)",
+                      "mean batch s (score+write+commit)"], rows, right=(1, 3))
+    ins = wh["archiver_inserts"]
+    lines.append(f"archiver inserts in the window: {ins['count']} "
+                 f"(avg {ins['avg_rows']} rows, max {ins['max_rows']})")
+    t0 = dt.datetime.fromisoformat(res["window"][0]).timestamp()
+    lines.append("archiver p99 by 5 s bucket of ts_end (s from load start: events, p99 ms): "
+                 + ", ".join(f"{b - t0:+.0f}s: {n}, {p:,}" for b, n, p in wh["events_p99_by_5s"]))
+    sent = res["load"].get("sent_total", res["load"].get("produced", 0))
+    lines.append(f"requests sent {sent:,} (answered {res['load'].get('ok', '-')} in time), "
+                 f"events delivered to Kafka {res.get('delivered', 0):,.0f}, events rows in the window "
+                 f"{ev['events']:,}; scored events per scorer: "
+                 + ", ".join(f"{k} {v['events']:,}" for k, v in wh["scores"].items()))
+    return lines
+
+
+def throughput_lines(res: dict[str, Any], tp: dict[str, Any], wh: dict[str, Any] | None) -> list[str]:
+    """Per pipeline: consumed/s, lag gauge, how far behind at the end; then the drain and the target."""
+    fin, exp = res["worker_final"]["events"], res.get("expected_events_total") or {}
+    rows = [[p, f"{v['events_per_s']:,}", f"{v['lag_end'] or 0:,.0f} / {v['lag_peak']:,.0f}", f"{fin.get(p, 0):,.0f}",
+             f"{exp.get(p, 0) - fin.get(p, 0):,.0f}"] for p, v in tp.items()]
+    lines = md_table(["pipeline", "consumed/s during load", "lag gauge at end of load / peak", "consumed at the end",
+                      "behind (delivered - consumed)"], rows, right=(1, 2, 3, 4))
+    lines.append("(the lag gauge: messages not yet committed, refreshed about every second, also mid-batch)")
+    lines.append(f"drain after the load: {res['drain']}; worker stop {res.get('worker_stop_s')} s")
+    if wh and wh["events"]["lag_ms"]:
+        p99 = wh["events"]["lag_ms"]["p99"]
+        lines.append(f"target archiver p99 <= 2000 ms: {'met' if p99 <= 2000 else 'MISSED'} ({p99:,} ms)")
+    return lines
 
 
 def _la(v: Any) -> str:
@@ -536,7 +533,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="the gateway alone on the last core, everything else on the others (default: no pinning)")
     ap.add_argument("--direct", action="store_true",
                     help="no gateway: produce gateway-shaped events straight to Kafka at --rate (ts_end = send time)")
-    ap.add_argument("--out-dir", type=Path, default=HERE / "results")
+    ap.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     ap.add_argument("--produce-only", metavar="BOOTSTRAP", help=argparse.SUPPRESS)  # the --direct child process
     args = ap.parse_args(argv)
     args.pipelines = [p.strip() for p in args.pipelines.split(",") if p.strip()]
@@ -551,23 +548,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(asyncio.run(produce(args.produce_only, args.rate, args.duration))))
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="gatewatch-lag-"))
-    procs = bg.Procs(tmp)
-    started = dt.datetime.now(dt.UTC)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, check=False).stdout.strip()
-    res: dict[str, Any] = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "commit": commit,
-                           "machine": bg.machine(), "args": {k: (str(v) if isinstance(v, Path) else v)
-                                                              for k, v in vars(args).items()}}
+    procs = Procs(tmp)
+    started, res = new_results(args, commit=git_commit())
 
-    code = bg.run_guarded(lambda: run(args, procs, tmp, res), procs, tmp, res)
-    res["elapsed_s"] = round((dt.datetime.now(dt.UTC) - started).total_seconds())
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    path = args.out_dir / f"pipeline_lag-{started.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(res, indent=1, default=str))
+    code = run_guarded(lambda: run(args, procs, tmp, res), procs, tmp, res)
+    path = write_results(args.out_dir, "pipeline_lag", started, res)
     print(report(res))
     log(f"results in {path} ({res['elapsed_s']} s)")
     return code
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -5,7 +5,7 @@ Runs in one process: a mock upstream (no pacing), and gateways that differ only 
   default  the built-in default (regex engine: request + events redaction, answer untouched)
   output   default + output redaction of the six default entities on the stream (hold-back window)
 Prints p50/p99 of client-side TTFT for streamed chat, and of total latency for non-streamed small /
-1 KB / 8 KB prompts (default vs off = added redaction latency). Usage: python bench/redaction_ttft.py [-n 300]
+1 KB / 8 KB prompts (default vs off = added redaction latency). Usage: python -m bench.redaction_ttft [-n 300]
 """
 
 from __future__ import annotations
@@ -14,24 +14,20 @@ import argparse
 import asyncio
 import logging
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-# bench/gateway.py would shadow the `gateway` package: put the repository root first
-sys.path[:] = [str(Path(__file__).resolve().parent.parent), *(p for p in sys.path if Path(p).resolve() != Path(
-    __file__).resolve().parent)]
+import aiohttp
+import yaml
+from aiohttp import web
 
-import aiohttp  # noqa: E402
-import yaml  # noqa: E402
-from aiohttp import web  # noqa: E402
-
-from gatewatch.config import Settings  # noqa: E402
-from gatewatch.mock_upstream import MockConfig, MockUpstream  # noqa: E402
-from gateway.app import create_app  # noqa: E402
-from gateway.auth.keys import create_key  # noqa: E402
+from bench.harness import pct
+from gatewatch.config import Settings
+from gateway.app import create_app
+from gateway.auth.keys import create_key
+from mock_upstream import MockConfig, MockUpstream
 
 ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "US_SSN", "IBAN_CODE", "IP_ADDRESS")
 POLICIES: dict[str, dict[str, Any]] = {
@@ -79,11 +75,6 @@ async def one(s: aiohttp.ClientSession, url: str, key: str, body: dict[str, Any]
         return time.perf_counter() - t0
 
 
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(p * len(xs)))] * 1000
-
-
 async def measure(gws: dict[str, tuple[str, str]], body: dict[str, Any], n: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {k: [] for k in gws}
     async with aiohttp.ClientSession() as s:
@@ -100,8 +91,8 @@ def report(title: str, res: dict[str, list[float]], base: str = "off") -> None:
     print(f"\n{title}")
     b50 = statistics.median(res[base]) * 1000
     for name, xs in res.items():
-        p50 = statistics.median(xs) * 1000
-        print(f"  {name:<8} p50 {p50:7.2f} ms  p99 {pct(xs, 0.99):7.2f} ms  (p50 vs {base}: {p50 - b50:+.2f} ms)")
+        p50, p99 = statistics.median(xs) * 1000, pct(xs, 0.99) * 1000
+        print(f"  {name:<8} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms  (p50 vs {base}: {p50 - b50:+.2f} ms)")
 
 
 async def main(n: int) -> None:

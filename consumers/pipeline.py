@@ -6,8 +6,12 @@ commit), then stops upstream first (source, scorers, sink). Both are idempotent.
 
 Failures: a ``TransientError`` from a scorer, the sink or the commit is retried with backoff and jitter
 while the source's partitions are paused (the group membership stays alive); nothing is committed until
-the batch is written. A ``PermanentError`` is narrowed down to the events that cause it, which are
-dead-lettered; the rest of the batch goes on. The loop never crash-loops on bad input.
+the batch is written. Meanwhile ``health()`` says so (``paused``, the failing step and its error, since
+when, the failures in a row; the worker's ``/healthz`` is then ``degraded``), every failure counts in
+``gatewatch_consumer_retries_total`` (writes also in ``gatewatch_consumer_sink_failures_total``), and the
+first failure and the recovery each log one line. A ``PermanentError`` is narrowed down to the events
+that cause it, which are dead-lettered; the rest of the batch goes on. The loop never crash-loops on bad
+input.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from consumers.contracts import PermanentError, Scorer, TableRows, TransientError
@@ -26,6 +31,25 @@ from schemas.events import Event
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def utc_iso(ts: float) -> str:
+    """``time.time()`` as ISO-8601 UTC to the millisecond (``2026-12-03T16:34:23.042Z``)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Failing:
+    """A step that keeps failing transiently (its batch is retried, nothing committed meanwhile)."""
+
+    step: str  # score, write or commit
+    error: str  # ``Class: first line of the message``, at most 300 characters
+    since: float  # time.time() of the first failure
+    failures: int = 0  # in a row, the first included
+
+    def health(self) -> dict[str, Any]:
+        return {"error": f"{self.step} failing: {self.error}", "failing_since": utc_iso(self.since),
+                "failing_for_s": round(time.time() - self.since, 1), "failures": self.failures}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +119,7 @@ class Pipeline:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._paused = False
+        self._failing: Failing | None = None
         self.batches_done = 0
 
     async def start(self) -> None:
@@ -111,8 +136,12 @@ class Pipeline:
         log.info("pipeline %s started", self.name)
 
     def health(self) -> dict[str, Any]:
+        """``running``, ``paused``, ``batches``; while a step keeps failing also ``error``, ``failing_since``,
+        ``failing_for_s`` and ``failures`` (in a row)."""
         running = self._task is not None and not self._task.done()
-        return {"running": running, "paused": self._paused, "batches": self.batches_done}
+        out = {"running": running, "paused": self._paused, "batches": self.batches_done}
+        failing = self._failing
+        return out if failing is None else {**out, **failing.health()}
 
     async def wait(self) -> None:
         """Until the run loop ends (after ``stop()``, or with the exception that ended it)."""
@@ -178,6 +207,10 @@ class Pipeline:
                 if attempt == 0:
                     log.warning("pipeline %s: %s failed (%s: %s), retrying", self.name, step,
                                 type(exc).__name__, exc)
+                    first_line = (str(exc).strip().splitlines() or [""])[0]
+                    self._failing = Failing(step, f"{type(exc).__name__}: {first_line}"[:300], time.time())
+                if self._failing is not None:
+                    self._failing.failures = attempt + 1
                 await self._set_paused(True)
                 if self._stopping:
                     log.warning("pipeline %s: stopping with an uncommitted batch (redelivered later)", self.name)
@@ -188,6 +221,7 @@ class Pipeline:
             await self._set_paused(False)
             if attempt:
                 log.info("pipeline %s: %s recovered after %d retries", self.name, step, attempt)
+                self._failing = None
             return result
 
     async def _set_paused(self, paused: bool) -> None:

@@ -33,13 +33,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka.errors import KafkaTimeoutError
 
 from consumers.metrics import ConsumerMetrics
-from consumers.pipeline import Pipeline, RetryPolicy
+from consumers.pipeline import Pipeline, RetryPolicy, utc_iso
 
 log = logging.getLogger(__name__)
 Prepare = Callable[[], Awaitable[None]]  # run before each attempt (e.g. ``TopicsReady``)
@@ -64,10 +63,6 @@ def describe(exc: BaseException) -> str:
     text = str(exc)
     name = type(exc).__name__
     return (text if text.startswith(f"{name}:") else f"{name}: {text}" if text else name)[:1000]
-
-
-def utc_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(slots=True)

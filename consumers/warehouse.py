@@ -27,37 +27,15 @@ from urllib.parse import urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from consumers.dsn import DEFAULT_RETENTION_DAYS, is_embedded, redact_dsn, validate_dsn  # noqa: F401 -- re-exported
+
 log = logging.getLogger(__name__)
 
 DATABASE = "gatewatch"
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "schemas" / "clickhouse"
-DEFAULT_RETENTION_DAYS = 365
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 _TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)", re.DOTALL)
-
-
-def validate_dsn(dsn: str) -> str:
-    """Return ``dsn`` if it is one of the supported forms, else raise ValueError."""
-    parts = urlsplit(dsn)
-    if parts.scheme == "chdb":
-        if parts.netloc == "memory" or (parts.netloc == "" and parts.path.startswith("/")):
-            return dsn
-        raise ValueError(f"chdb DSN must be chdb:///<absolute dir> or chdb://memory, got {dsn!r}")
-    if parts.scheme in ("http", "https") and parts.hostname:
-        return dsn
-    raise ValueError(f"unsupported warehouse DSN {redact_dsn(dsn)!r} (chdb:///dir, chdb://memory, http(s)://...)")
-
-
-def redact_dsn(dsn: str) -> str:
-    parts = urlsplit(dsn)
-    if parts.password:
-        return dsn.replace(f":{parts.password}@", ":***@", 1)
-    return dsn
-
-
-def is_embedded(dsn: str) -> bool:
-    return urlsplit(dsn).scheme == "chdb"
 
 
 def open_client(dsn: str, **settings: Any) -> Client:

@@ -25,12 +25,11 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
 
 from consumers.alerts import AlertEvaluator, start_alerts
 from consumers.child.snapshot import MergedRegistry
 from consumers.child.supervisor import ScorerProcess
-from consumers.config import WorkerConfig
+from consumers.config import WorkerConfig, WorkerSettings
 from consumers.console import TOKENS_FILE, TokenStore, add_api_routes, add_page_routes, ensure_admin_token
 from consumers.console.errors import console_errors
 from consumers.lifecycle import run_until_stopped, starter, stop_on_signals
@@ -39,7 +38,6 @@ from consumers.pipeline import Pipeline
 from consumers.registry import PipelineContext, build_pipelines, dlq_owner
 from consumers.startup import PipelineStarter
 from consumers.warehouse import Warehouse, apply_migrations, is_embedded, redact_dsn, set_events_retention
-from gatewatch.config import ConfigError, Settings, format_validation_error
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +69,11 @@ async def _metrics(request: web.Request) -> web.Response:
 async def _healthz(request: web.Request) -> web.Response:
     """503 when a started pipeline's loop in this process died (or stopped); pipelines still starting or
     retrying their start (broker unreachable, a model missing: ``state``, ``error``, ``kind``, ``since``,
-    ``down_for_s``, ``attempts``, ``retry_in_s``), pipelines that cannot be built, and the scorer child's
-    pipelines while it is down or restarting only make the status ``degraded`` (200), so a liveness probe
-    does not restart-loop the worker; alert on ``gatewatch_consumer_pipeline_up`` instead."""
+    ``down_for_s``, ``attempts``, ``retry_in_s``), pipelines that cannot be built, the scorer child's
+    pipelines while it is down or restarting, and running pipelines held paused because a step keeps
+    failing (the warehouse refusing writes: ``paused``, ``error``, ``failing_since``, ``failures``) only
+    make the status ``degraded`` (200), so a liveness probe does not restart-loop the worker; alert on
+    ``gatewatch_consumer_pipeline_up`` and ``gatewatch_consumer_paused`` instead."""
     deps = request.app[DEPS_KEY]
     pipelines: dict[str, dict[str, Any]] = {p.name: p.health() for p in deps.pipelines}
     alive = all(h["running"] for h in pipelines.values())
@@ -91,7 +91,8 @@ async def _healthz(request: web.Request) -> web.Response:
         pipelines.update(running)
         degraded.update(down)
     pipelines.update(degraded)
-    status = "ok" if alive and not degraded else "degraded" if alive else "failing"
+    stalled = any(h.get("paused") for h in pipelines.values())  # running, but writing (or scoring) nothing
+    status = "ok" if alive and not degraded and not stalled else "degraded" if alive else "failing"
     return web.json_response({"status": status, "pipelines": pipelines}, status=200 if alive else 503)
 
 
@@ -106,14 +107,6 @@ def create_console_app(deps: ConsoleDeps) -> web.Application:
         add_api_routes(app, deps.warehouse, deps.tokens)
         add_page_routes(app)  # the console page (/, /static/): reads everything from /api
     return app
-
-
-def worker_config(settings: Settings) -> WorkerConfig:
-    """The validated ``worker:`` section; ConfigError lists every problem at once."""
-    try:
-        return WorkerConfig.model_validate(settings.worker)
-    except ValidationError as exc:
-        raise ConfigError("worker", [f"worker.{e}" for e in format_validation_error(exc)]) from None
 
 
 def migrate(dsn: str) -> list[str]:
@@ -143,7 +136,7 @@ async def _serve_console(cfg: WorkerConfig, deps: ConsoleDeps) -> web.AppRunner:
     return runner
 
 
-def _scorer_process(settings: Settings, cfg: WorkerConfig, dsn: str, dlq: str,
+def _scorer_process(settings: WorkerSettings, cfg: WorkerConfig, dsn: str, dlq: str,
                     warehouse: Warehouse) -> ScorerProcess | None:
     names = cfg.child_pipelines()
     if not names:
@@ -155,9 +148,11 @@ def _scorer_process(settings: Settings, cfg: WorkerConfig, dsn: str, dlq: str,
                          stop_timeout_s=cfg.shutdown_timeout_s, stall_s=cfg.scorer_child_stall_s)
 
 
-async def run_worker(settings: Settings, *, stop_event: asyncio.Event | None = None,
+async def run_worker(settings: WorkerSettings, *, stop_event: asyncio.Event | None = None,
                      metrics: ConsumerMetrics | None = None) -> None:
-    cfg = worker_config(settings)
+    """Run the worker on its slice of the configuration (``home``, ``kafka``, ``worker``), already validated
+    with the rest of it (``gatewatch.config.load_settings``)."""
+    cfg = settings.worker
     dsn = cfg.dsn(settings.home)
     if is_embedded(dsn):
         import chdb  # noqa: F401  -- before any thread exists

@@ -1,3 +1,3 @@
-"""Gatewatch composition root: the CLI, the embedded default supervisor, the mock upstream, benchmarks."""
+"""Gatewatch composition root: the CLI, the configuration (all sections), the embedded default supervisor."""
 
 __version__ = "0.1.0"

@@ -4,7 +4,9 @@
 - Environment: ``GATEWATCH__SECTION__FIELD=value`` overrides ``section.field`` (value parsed as YAML,
   so ``GATEWATCH__GATEWAY__PORT=9000`` is an int). ``GATEWATCH_HOME`` is the state directory
   (default ``./.gatewatch``).
-- Validation reports every error at once (``ConfigError`` carries the list).
+- Validation reports every error at once (``schemas.config.ConfigError`` carries the list), the worker's
+  section included.
+- The default file is rendered from these models (``default_config_yaml``): one source of defaults.
 """
 
 from __future__ import annotations
@@ -17,38 +19,68 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from consumers.config import WorkerConfig
+from gatewatch.defaults import render_defaults
 from gateway.config import GatewayConfig, ModelAlias, RoutingConfig, TenantConfig
 from gateway.governance.config import GovernanceConfig
-from schemas.config import KafkaConfig
+from schemas.config import ConfigError, KafkaConfig, format_validation_error
 
 ENV_PREFIX = "GATEWATCH__"
 ARCHIVER_GROUP = "gatewatch-archiver"  # the worker's archiver group (consumers/registry.py; not imported here)
 
 
+_MODELS_EXAMPLE = {"gpt-4o-mini": {
+    "price": {"input_per_1m": 0.15, "output_per_1m": 0.60},
+    "deployments": [
+        {"name": "vllm-a", "base_url": "http://10.0.0.5:8000/v1", "model": "meta-llama/Llama-3.1-8B-Instruct",
+         "api_key_env": "VLLM_API_KEY", "weight": 3},
+        {"name": "openai-fallback", "base_url": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY",
+         "priority": 1}]}}
+
+
 class EmbeddedConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    broker_port: int = Field(default=9092, ge=1, le=65535)
-    mock_upstream_port: int = Field(default=8090, ge=1, le=65535)
-    # The embedded broker keeps topics in memory only: unless gateway.emitter.retain_group is set, the gateway
-    # keeps each delivered event on disk until the archiver committed it, and sends it again if the broker
-    # restarted without it (docs/reliability.md, "Durable embedded broker"). false: events acknowledged but
-    # not yet archived are lost (and counted) when the broker process dies.
-    retain_events: bool = True
+    broker_port: int = Field(default=9092, ge=1, le=65535,
+                             description="the embedded broker (when kafka.bootstrap_servers is unset)")
+    mock_upstream_port: int = Field(default=8090, ge=1, le=65535,
+                                    description="the mock upstream (when models is empty)")
+    retain_events: bool = Field(
+        default=True, description="the embedded broker keeps topics in memory only: unless "
+        "gateway.emitter.retain_group is set, the gateway keeps each delivered event on disk until the archiver "
+        "committed it, and sends it again if the broker restarted without it (docs/reliability.md, \"Durable "
+        "embedded broker\"). false: events acknowledged but not yet archived are lost (and counted) when the "
+        "broker process dies")
 
 
 class Settings(BaseModel):
+    """The whole gatewatch.yaml: one section per component (each validates itself), every error at once."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
-    home: Path = Path(".gatewatch")
-    gateway: GatewayConfig = GatewayConfig()
-    kafka: KafkaConfig = KafkaConfig()
-    routing: RoutingConfig = RoutingConfig()
-    # model alias -> deployments; empty -> the embedded default routes every model to the mock upstream
-    models: dict[str, ModelAlias] = Field(default_factory=dict)
-    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
-    embedded: EmbeddedConfig = EmbeddedConfig()
-    governance: GovernanceConfig = GovernanceConfig()
-    # sections owned by later components (worker, policies) are validated by their own models
-    worker: dict[str, Any] = Field(default_factory=dict)
+    home: Path = Field(default=Path(".gatewatch"),
+                       description="state directory (keys, policies, spool, warehouse); $GATEWATCH_HOME sets it")
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig,
+                                   description="the OpenAI-compatible gateway (`gatewatch gateway`, or under `up`)")
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig, description="the event bus from the gateway to the worker")
+    routing: RoutingConfig = Field(
+        default_factory=RoutingConfig, description="upstream choice, retries, timeouts and circuit breaking: the "
+        "lowest priority first, weighted-random within it (README, Routing)")
+    models: dict[str, ModelAlias] = Field(
+        default_factory=dict, examples=[_MODELS_EXAMPLE],
+        description="model aliases -> upstream deployments; empty -> `gatewatch up` routes every model to the "
+        "built-in mock upstream")
+    tenants: dict[str, TenantConfig] = Field(
+        default_factory=dict, examples=[{"default": {"capture": "full"}, "acme": {"capture": "hashes"}}],
+        description="tenant -> {capture: full | hashes | none}: what the events store of prompts and answers; a "
+        "tenant not listed gets the settings of `default` (capture: full unless set)")
+    embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig, description="what `gatewatch up` starts next "
+                                     "to the gateway: the broker (no kafka.bootstrap_servers) and the mock upstream "
+                                     "(no models)")
+    governance: GovernanceConfig = Field(
+        default_factory=GovernanceConfig, description="tenant policies live in a directory (default.yaml + "
+        "<tenant>.yaml), hot-reloaded; without any file the built-in default applies: regex PII redaction of "
+        "requests and events (docs/governance.md)")
+    worker: WorkerConfig = Field(default_factory=WorkerConfig, description="the consumers (`gatewatch worker`): "
+                                 "pipelines, warehouse, console, scorers, alerts")
 
     @property
     def keys_file(self) -> Path:
@@ -77,64 +109,19 @@ class Settings(BaseModel):
         return self.tenants.get(name) or self.tenants.get("default") or TenantConfig()
 
 
-class ConfigError(Exception):
-    def __init__(self, source: str, errors: list[str]) -> None:
-        super().__init__(f"{source}: {len(errors)} configuration error(s)")
-        self.source = source
-        self.errors = errors
-
-    def __str__(self) -> str:
-        return "\n".join([f"invalid configuration in {self.source}:"] + [f"  - {e}" for e in self.errors])
-
-
-DEFAULT_CONFIG_YAML = """\
-# Gatewatch configuration. Every key is optional; defaults are shown commented out.
-# Environment overrides: GATEWATCH__<SECTION>__<FIELD>=value, e.g. GATEWATCH__GATEWAY__PORT=9000.
-
-gateway:
-  host: 127.0.0.1
-  port: 8080
-  # max_body_bytes: 8388608
-  # max_json_depth: 64        # deeper nesting -> 400 (param names where)
-  # max_messages: 4096        # chat messages / Responses input items / prompts per request -> 400 above
-  # max_inputs: 2048          # embeddings inputs per request -> 400 above
-  # shutdown_grace_s: 20
-
-kafka:
-  # unset -> `gatewatch up` starts an embedded Tansu broker on 127.0.0.1:9092
-  # bootstrap_servers: kafka-1:9092,kafka-2:9092
-  topic: gatewatch.events.v1
-
-# Model aliases -> upstream deployments. Empty -> every model goes to the built-in mock upstream.
-models: {}
-#  gpt-4o-mini:
-#    price: {input_per_1m: 0.15, output_per_1m: 0.60}
-#    deployments:
-#      - name: vllm-a
-#        base_url: http://10.0.0.5:8000/v1
-#        model: meta-llama/Llama-3.1-8B-Instruct
-#        api_key_env: VLLM_API_KEY
-#        weight: 3
-#      - name: openai-fallback
-#        base_url: https://api.openai.com/v1
-#        api_key_env: OPENAI_API_KEY
-#        priority: 1
-
-# routing:
-#   retry: {max_attempts: 3, backoff_base_s: 0.05, backoff_max_s: 2.0}
-#   timeouts: {connect_s: 5, first_byte_s: 60, total_s: 600}
-#   circuit_breaker: {failure_threshold: 5, cooldown_s: 30}
-
-tenants:
-  default:
-    capture: full   # full | hashes | none: what the event stores of prompts and answers
-
-# Governance: tenant policies live in a directory (default.yaml + <tenant>.yaml), hot-reloaded.
-# Without any file the built-in default applies: regex PII redaction of requests and events.
-# governance:
-#   policy_dir: .gatewatch/policies
-#   reload_poll_s: 1.0
+DEFAULT_HEADER = """\
+# Gatewatch configuration. Every key is optional: the defaults are shown commented out (rendered from the
+# configuration models, as in docs/gatewatch.default.yaml). Remove the leading "# " of a line to set it.
+# Environment overrides: GATEWATCH__<SECTION>__<FIELD>=value (parsed as YAML), e.g. GATEWATCH__GATEWAY__PORT=9000;
+# GATEWATCH_HOME sets `home`. `gatewatch config check` lists every error at once; `gatewatch config show` prints
+# the effective configuration.
 """
+
+
+def default_config_yaml(*, examples: bool = True) -> str:
+    """The default gatewatch.yaml: every section and field of ``Settings`` with its default, commented out.
+    ``load_settings`` writes it where no file exists; docs/gatewatch.default.yaml is this text, committed."""
+    return render_defaults(Settings, DEFAULT_HEADER, examples=examples)
 
 
 def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
@@ -157,10 +144,6 @@ def _env_overrides(env: Mapping[str, str]) -> list[tuple[list[str], Any]]:
     return out
 
 
-def format_validation_error(exc: ValidationError) -> list[str]:
-    return [f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()]
-
-
 def config_path(env: Mapping[str, str] | None = None, path: str | Path | None = None) -> Path:
     env = os.environ if env is None else env
     return Path(path or env.get("GATEWATCH_CONFIG") or "gatewatch.yaml")
@@ -173,7 +156,7 @@ def load_settings(
     cfg_path = config_path(env, path)
     if not cfg_path.exists() and create:
         cfg_path.parent.mkdir(parents=True, exist_ok=True)
-        cfg_path.write_text(DEFAULT_CONFIG_YAML)
+        cfg_path.write_text(default_config_yaml())
     raw: Any = {}
     if cfg_path.exists():
         try:

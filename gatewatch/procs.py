@@ -199,6 +199,10 @@ class ChildSpec:
     ready_timeout_s: float = 30.0  # not listening by then: killed, and counted as a failure
     stop_timeout_s: float = 10.0  # SIGTERM, then SIGKILL after this long
     after_ready: Callable[[], Awaitable[None]] | None = None  # e.g. create the topics on a fresh broker
+    # while up: ``alive()`` every ``alive_every_s``; ``alive_failures`` misses in a row -> SIGKILL, restart
+    alive: Callable[[], Awaitable[bool]] | None = None
+    alive_every_s: float = 10.0
+    alive_failures: int = 6
 
 
 class Child:
@@ -269,14 +273,15 @@ class Child:
             if up_since is not None:
                 self._set("up")
                 self.settled.set()
-                if self.proc is not None:
-                    await _wait_exit(self.proc, None, self._stopping)
+                hung = await self._watch(self.proc) if self.proc is not None else None
                 if time.monotonic() - up_since >= self.policy.window_s:
                     failures = 0
+            else:
+                hung = None
             if self._stopping.is_set():
                 return
             failures += 1
-            self.last_exit = describe_exit(self.proc.poll() if self.proc is not None else None)
+            self.last_exit = hung or describe_exit(self.proc.poll() if self.proc is not None else None)
             if self._crash_loop():
                 return
             delay = self.policy.delay(failures)
@@ -289,6 +294,26 @@ class Child:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
             self.retry_at = None
+
+    async def _watch(self, proc: subprocess.Popen[bytes]) -> str | None:
+        """Until ``proc`` exits or a stop is asked for; with a liveness probe, a child that stops answering
+        (frozen, wedged: its port still accepts connections) is killed. Returns why it was, else None."""
+        spec, missed = self.spec, 0
+        while not await _wait_exit(proc, None if spec.alive is None else spec.alive_every_s, self._stopping):
+            if self._stopping.is_set() or spec.alive is None:
+                return None
+            if await spec.alive():
+                missed = 0
+                continue
+            missed += 1
+            if missed < spec.alive_failures or self._stopping.is_set() or proc.poll() is not None:
+                continue
+            why = f"not answering for {missed * spec.alive_every_s:.0f}s (liveness probe)"
+            log.error("child %s (pid %d) is %s: killing it", self.name, proc.pid, why)
+            proc.kill()
+            await _wait_exit(proc, 10.0)
+            return why
+        return None
 
     async def _start_once(self) -> float | None:
         """Spawn and wait until ready: the monotonic time it was, or None (it exited, or was not ready in

@@ -35,7 +35,9 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from consumers.config import WorkerConfig
 from gatewatch.config import Settings
+from gatewatch.liveness import kafka_answers
 from gatewatch.procs import Child, ChildSpec, RestartPolicy, TansuBroker
 from gatewatch.runtime import stop_on_signals
 from gateway.auth.keys import create_key, hash_key, read_keys
@@ -95,8 +97,8 @@ def _loopback(host: str) -> str:
 def console_line(settings: Settings) -> str:
     """The worker's console page; with its admin token in the link (#token=: stays in the browser, never sent
     to the server) once the worker has written ``<home>/console-token``."""
-    host = _loopback(str(settings.worker.get("console_host", "127.0.0.1")))
-    url = f"http://{host}:{settings.worker.get('console_port', 8081)}/"
+    host = _loopback(settings.worker.console_host)
+    url = f"http://{host}:{settings.worker.console_port}/"
     token_file = Path(settings.home) / "console-token"
     token = token_file.read_text().strip() if token_file.exists() else ""
     if token:
@@ -261,11 +263,10 @@ async def _uncommitted(consumer: Any, admin: Any, topic: str, groups: Sequence[s
     return left
 
 
-def _worker_groups(worker_cfg: dict[str, Any]) -> list[str]:
-    from consumers.config import DEFAULT_PIPELINES
+def _worker_groups(worker_cfg: WorkerConfig) -> list[str]:
     from consumers.registry import group_id
 
-    return [group_id(name) for name in worker_cfg.get("pipelines", DEFAULT_PIPELINES)]
+    return [group_id(name) for name in worker_cfg.pipelines]
 
 
 async def _stop_stack(stack: Stack, settings: Settings, drain_timeout: float) -> None:
@@ -290,7 +291,7 @@ async def _stop_stack(stack: Stack, settings: Settings, drain_timeout: float) ->
     await asyncio.gather(*(c.stop() for c in children.values()))
 
 
-async def _drain(worker_cfg: dict[str, Any], kafka: KafkaConfig, worker: Child, broker: Child,
+async def _drain(worker_cfg: WorkerConfig, kafka: KafkaConfig, worker: Child, broker: Child,
                  timeout: float) -> None:
     """Before the worker stops: let it consume what the memory broker holds (lost with it otherwise)."""
     if broker.state != "up" or broker.pid is None or worker.state == "failed":
@@ -316,8 +317,7 @@ def ports_in_use(settings: Settings, with_worker: bool) -> list[str]:
     if not settings.models:
         wanted.append(("embedded.mock_upstream_port", "127.0.0.1", settings.embedded.mock_upstream_port))
     if with_worker and _worker_available():
-        wanted.append(("worker.console_port", _loopback(str(settings.worker.get("console_host", "127.0.0.1"))),
-                       int(settings.worker.get("console_port", 8081))))
+        wanted.append(("worker.console_port", _loopback(settings.worker.console_host), settings.worker.console_port))
     busy = []
     for name, host, port in wanted:
         if not port:
@@ -353,6 +353,11 @@ async def _until(stop: asyncio.Event, *events: asyncio.Event) -> None:
             w.cancel()
 
 
+# a broker that answers nothing for a minute (SIGSTOP, wedged) is killed and restarted; retention covers what
+# it held. Longer than any pause the clients ride out unharmed (a 30 s SIGSTOP: 0 errors, nothing lost).
+BROKER_LIVENESS = {"alive_every_s": 10.0, "alive_failures": 6}
+
+
 async def _start(stack: Stack, what: str, spec: ChildSpec, stop: asyncio.Event, *, wait: bool = True) -> Child:
     print(f"starting {what} ...", flush=True)
     child = stack.add(spec)
@@ -368,10 +373,9 @@ def _mock_spec(cmd: list[str], port: int, logs: Path) -> ChildSpec:
 
 def _worker_spec(cmd: list[str], settings: Settings, env: dict[str, str], logs: Path) -> ChildSpec:
     worker = settings.worker
-    port = int(worker.get("console_port", 8081))
-    return ChildSpec("worker", (*cmd, "worker"), logs / "worker.log", env, ready_port=port or None,
-                     ready_host=_loopback(str(worker.get("console_host", "127.0.0.1"))), ready_timeout_s=180.0,
-                     stop_timeout_s=float(worker.get("shutdown_timeout_s", 30.0)) + 30.0)
+    return ChildSpec("worker", (*cmd, "worker"), logs / "worker.log", env, ready_port=worker.console_port or None,
+                     ready_host=_loopback(worker.console_host), ready_timeout_s=180.0,
+                     stop_timeout_s=worker.shutdown_timeout_s + 30.0)
 
 
 def _gateway_spec(cmd: list[str], settings: Settings, env: dict[str, str]) -> ChildSpec:
@@ -395,7 +399,9 @@ async def _start_children(stack: Stack, settings: Settings, config_path: Path, s
         what = f"embedded Kafka broker (Tansu, {broker.storage.split(':')[0]} storage) on {broker.bootstrap}"
         await _start(stack, what, ChildSpec("broker", tuple(broker.command()), logs / "tansu.log",
                                             broker.environment(), ready_port=broker.port, ready_timeout_s=20.0,
-                                            after_ready=lambda: ensure_topics(kafka)), stop)
+                                            after_ready=lambda: ensure_topics(kafka),
+                                            alive=lambda: kafka_answers("127.0.0.1", broker.port, 5.0),
+                                            **BROKER_LIVENESS), stop)
     if not settings.models and not stop.is_set():
         port = settings.embedded.mock_upstream_port
         await _start(stack, f"mock upstream on 127.0.0.1:{port}", _mock_spec(cmd, port, logs), stop)

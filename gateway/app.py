@@ -15,10 +15,12 @@ from aiohttp import web
 from gateway.auth.keys import KeyStore
 from gateway.chain.auth import AuthStage
 from gateway.chain.base import Stage, build_chain
+from gateway.chain.capture_guard import CaptureGuard
 from gateway.chain.emit import EmitStage, EventSink
+from gateway.chain.limits import LimitsStage
 from gateway.chain.parse import BodyLimits, ParseStage
 from gateway.chain.policy import PolicyStage
-from gateway.chain.redaction import CaptureGuard, RedactionStage
+from gateway.chain.redaction import RedactionStage
 from gateway.chain.upstream import UpstreamCall
 from gateway.governance.limiter import InMemoryLimiter, LimiterStore
 from gateway.governance.store import PolicyStore
@@ -28,7 +30,7 @@ from gateway.http.routes import Api
 from gateway.upstream.router import Router
 
 if TYPE_CHECKING:
-    from gatewatch.config import Settings
+    from gateway.config import GatewaySettings
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +51,11 @@ def instance_id(configured: str | None) -> str:
     return configured or f"{socket.gethostname()}-{os.getpid()}"
 
 
-def create_app(settings: Settings, emitter: Emitter, *, keystore: KeyStore | None = None,
+def create_app(settings: GatewaySettings, emitter: Emitter, *, keystore: KeyStore | None = None,
                forward_headers: tuple[str, ...] = (), extra_stages: tuple[Stage, ...] = (),
                limiter: LimiterStore | None = None) -> web.Application:
-    """Chain: emit > capture-guard > auth > parse > policy > redaction > [extra_stages] > upstream."""
+    """Chain: emit > capture-guard > auth > parse > policy > limits > redaction > [extra_stages] > upstream.
+    ``limiter``: the rate-limit buckets (None: in memory, per process)."""
     gw = settings.gateway
     gov = settings.governance
     keys = keystore or KeyStore(settings.keys_file)
@@ -70,8 +73,9 @@ def create_app(settings: Settings, emitter: Emitter, *, keystore: KeyStore | Non
 
     limits = BodyLimits(gw.max_json_depth, gw.max_messages, gw.max_inputs)
     emit = EmitStage(emitter, instance_id(gw.instance_id), capture_for, router.price, router.model_label)
-    policy = PolicyStage(policies, keys, limiter or InMemoryLimiter(), usage, router.price)
-    chain = build_chain([emit, CaptureGuard(policies, hash_secret), auth, ParseStage(limits), policy,
+    policy = PolicyStage(policies)
+    quotas = LimitsStage(keys, limiter or InMemoryLimiter(), usage, router.price)  # rate limits and budgets
+    chain = build_chain([emit, CaptureGuard(policies, hash_secret), auth, ParseStage(limits), policy, quotas,
                          RedactionStage(), *extra_stages], UpstreamCall(router))
     readiness: dict[str, Any] = {"started": False, "shutting_down": False, "emitter": emitter.status}
     readiness["policy"] = policies.status  # rejected policy files: a /readyz detail, not unreadiness

@@ -13,7 +13,7 @@ from consumers.alerts.metrics import alert_metrics
 from consumers.alerts.notifier import WebhookNotifier
 from consumers.alerts.rules import RulesError, load_rules
 from consumers.warehouse import Warehouse
-from gatewatch.config import ConfigError
+from schemas.config import ConfigError
 
 if TYPE_CHECKING:
     from consumers.config import AlertsConfig

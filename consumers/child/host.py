@@ -36,7 +36,7 @@ from consumers.registry import PipelineContext, build_pipelines
 from consumers.sinks.forward import ForwardingSink, ParentLink
 from consumers.startup import PipelineStarter
 from consumers.warehouse import Warehouse
-from gatewatch import logsafe
+from schemas import logsafe
 from schemas.config import KafkaConfig
 
 log = logging.getLogger(__name__)

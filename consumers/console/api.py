@@ -89,8 +89,20 @@ async def _audited(request: web.Request, endpoint: str, filt: dict[str, Any],
         status, error = 400, str(exc).strip().splitlines()[0][:500]
         raise ApiError(400, "query_failed", error) from None
     finally:
-        await asyncio.to_thread(record_query, client, token_id=token.id, scope=token.tenants, endpoint=endpoint,
-                                filter=filt, rows=rows, status=status, error=error)
+        await _record(client, token_id=token.id, scope=token.tenants, endpoint=endpoint,
+                      filter=filt, rows=rows, status=status, error=error)
+
+
+async def _record(client: Client, **entry: Any) -> None:
+    """Record one access in audit_queries; an access that cannot be recorded is not answered (503, retriable:
+    the warehouse refuses writes while, e.g., its disk is full or read-only)."""
+    try:
+        await asyncio.to_thread(record_query, client, **entry)
+    except (ClickHouseError, OSError) as exc:
+        log.warning("console: access to %s not recorded (%s); answering 503", entry["endpoint"],
+                    str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__)
+        raise ApiError(503, "audit_unavailable", "this access could not be recorded in the query audit log "
+                       "(the warehouse refuses writes); nothing was answered, retry later") from None
 
 
 def _require_admin(token: TokenRecord, what: str) -> None:

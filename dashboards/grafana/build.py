@@ -1,5 +1,9 @@
 """Generate the Grafana dashboards (``dashboards/*.json``) from the panel definitions below.
 
+Aggregate panels take their SQL from the metrics catalogue (``schemas/metrics``: one formula per metric,
+shared with the console and the alert rules, rendered here with the plugin's macros); the row listings
+below (alerts, worst examples, drift windows, the toxicity histogram) write their own.
+
     python dashboards/grafana/build.py          # rewrite the JSON files
     python dashboards/grafana/build.py --check  # exit 1 when a JSON file is out of date (CI / tests)
 
@@ -25,17 +29,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
+try:
+    from schemas.metrics import PANELS, Grafana
+    from schemas.metrics.catalogue import TOX
+except ModuleNotFoundError:  # run as a script from a checkout without an install: the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from schemas.metrics import PANELS, Grafana
+    from schemas.metrics.catalogue import TOX
+
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 DS = {"type": "grafana-clickhouse-datasource", "uid": "gatewatch-clickhouse"}
 TIME_SERIES, TABLE = 1, 0  # the plugin's query formats
 
-# filters shared by every query (template variables; multi-value -> quoted list)
+
+def q(panel: str) -> str:
+    """A panel query from the metrics catalogue (schemas/metrics/panels.py), the same one the console runs."""
+    return Grafana().sql(PANELS[panel])
+
+
+# filters of the row listings (not in the catalogue): template variables, multi-value -> quoted list
 T = "tenant IN (${tenant:singlequote})"
-M_ROLLUP = "request_model IN (${model:singlequote})"
-M_EVENTS = "ifNull(request_model, '') IN (${model:singlequote})"
-EV = f"$__timeFilter(ts_start) AND {T} AND {M_EVENTS}"
-R1 = f"$__timeFilter(minute) AND {T} AND {M_ROLLUP}"
-SC = f"$__timeFilter(ts) AND {T} AND {M_ROLLUP}"
+SC = f"$__timeFilter(ts) AND {T} AND request_model IN (${{model:singlequote}})"
 
 
 def _var(name: str, label: str, sql: str) -> dict[str, Any]:
@@ -127,59 +141,36 @@ def _ts_opts() -> dict[str, Any]:
 def traffic() -> Board:
     b = Board("gatewatch-traffic", "Gatewatch / Traffic", "Requests, latency, time to first token and errors "
               "by tenant, model and upstream deployment.", [TENANT_VAR, MODEL_VAR])
-    b.panel("stat", "Requests", f"SELECT sum(requests) AS requests FROM gatewatch.events_1m WHERE {R1}",
+    b.panel("stat", "Requests", q("requests"),
             w=6, h=4, fmt=TABLE, columns={"requests": {"unit": "short"}})
-    b.panel("stat", "Error rate", f"SELECT sum(errors) / greatest(sum(requests), 1) AS error_rate "
-            f"FROM gatewatch.events_1m WHERE {R1}", w=6, h=4, fmt=TABLE,
+    b.panel("stat", "Error rate", q("error_rate"), w=6, h=4, fmt=TABLE,
             columns={"error_rate": {"unit": "percentunit"}})
-    b.panel("stat", "Latency p95", f"SELECT quantile(0.95)(latency_ms) AS p95 FROM gatewatch.events FINAL "
-            f"WHERE {EV}", w=6, h=4, fmt=TABLE, columns={"p95": {"unit": "ms"}}, interval=None)
-    b.panel("stat", "TTFT p95 (streams)", f"SELECT quantile(0.95)(ttft_ms) AS p95 FROM gatewatch.events FINAL "
-            f"WHERE {EV} AND stream", w=6, h=4, fmt=TABLE, columns={"p95": {"unit": "ms"}}, interval=None)
+    b.panel("stat", "Latency p95", q("latency_p95"),
+            w=6, h=4, fmt=TABLE, columns={"p95": {"unit": "ms"}}, interval=None)
+    b.panel("stat", "TTFT p95 (streams)", q("ttft_p95"),
+            w=6, h=4, fmt=TABLE, columns={"p95": {"unit": "ms"}}, interval=None)
     b.row("Throughput")
-    b.panel("timeseries", "Requests/s by tenant", f"SELECT $__timeInterval(minute) AS time, tenant, "
-            f"sum(requests) / $__interval_s AS rps FROM gatewatch.events_1m WHERE {R1} "
-            "GROUP BY time, tenant ORDER BY time", unit="reqps", options=_ts_opts())
-    b.panel("timeseries", "Requests/s by model", f"SELECT $__timeInterval(minute) AS time, request_model, "
-            f"sum(requests) / $__interval_s AS rps FROM gatewatch.events_1m WHERE {R1} "
-            "GROUP BY time, request_model ORDER BY time", unit="reqps", options=_ts_opts())
-    b.panel("timeseries", "Requests/s by upstream deployment", f"SELECT $__timeInterval(minute) AS time, "
-            f"if(deployment = '', '(none)', deployment) AS upstream, sum(requests) / $__interval_s AS rps "
-            f"FROM gatewatch.events_1m WHERE {R1} GROUP BY time, upstream ORDER BY time", unit="reqps",
+    b.panel("timeseries", "Requests/s by tenant", q("rps_by_tenant"), unit="reqps", options=_ts_opts())
+    b.panel("timeseries", "Requests/s by model", q("rps_by_model"), unit="reqps", options=_ts_opts())
+    b.panel("timeseries", "Requests/s by upstream deployment", q("rps_by_upstream"), unit="reqps",
             options=_ts_opts(), description="'(none)': the request never reached an upstream (denied, "
             "invalid, no deployment).")
-    b.panel("timeseries", "Outcomes", f"SELECT $__timeInterval(minute) AS time, "
-            "sum(requests) - sum(errors) - sum(denials) AS completed, sum(errors) AS failed, "
-            f"sum(denials) AS denied FROM gatewatch.events_1m WHERE {R1} GROUP BY time ORDER BY time",
+    b.panel("timeseries", "Outcomes", q("outcomes"),
             unit="short", custom={"drawStyle": "bars", "stacking": {"mode": "normal"}},
             columns={"completed": {"color": {"mode": "fixed", "fixedColor": "green"}},
                      "failed": {"color": {"mode": "fixed", "fixedColor": "red"}},
                      "denied": {"color": {"mode": "fixed", "fixedColor": "orange"}}})
     b.row("Latency")
-    b.panel("timeseries", "Latency p50 / p95 / p99", "SELECT $__timeInterval(ts_start) AS time, "
-            "quantile(0.5)(latency_ms) AS p50, quantile(0.95)(latency_ms) AS p95, "
-            f"quantile(0.99)(latency_ms) AS p99 FROM gatewatch.events FINAL WHERE {EV} "
-            "GROUP BY time ORDER BY time", unit="ms", interval=None, description="Request duration to the "
+    b.panel("timeseries", "Latency p50 / p95 / p99", q("latency"),
+            unit="ms", interval=None, description="Request duration to the "
             "last byte, as the gateway measured it (exact quantiles over the audit log).")
-    b.panel("timeseries", "Time to first token p50 / p95 / p99 (streams)", "SELECT $__timeInterval(ts_start) "
-            "AS time, quantile(0.5)(ttft_ms) AS p50, quantile(0.95)(ttft_ms) AS p95, "
-            f"quantile(0.99)(ttft_ms) AS p99 FROM gatewatch.events FINAL WHERE {EV} AND stream "
-            "AND ttft_ms IS NOT NULL GROUP BY time ORDER BY time", unit="ms", interval=None)
-    b.panel("timeseries", "Latency p99 by upstream deployment", "SELECT $__timeInterval(minute) AS time, "
-            "if(deployment = '', '(none)', deployment) AS upstream, "
-            "quantilesTDigestMerge(0.5, 0.9, 0.99)(latency_ms)[3] AS p99 "
-            f"FROM gatewatch.events_1m WHERE {R1} GROUP BY time, upstream ORDER BY time", unit="ms",
+    b.panel("timeseries", "Time to first token p50 / p95 / p99 (streams)", q("ttft"), unit="ms", interval=None)
+    b.panel("timeseries", "Latency p99 by upstream deployment", q("latency_p99_by_upstream"), unit="ms",
             options=_ts_opts(), description="t-digest p99 from the per-minute rollup.")
     b.row("Errors")
-    b.panel("timeseries", "Errors by type", "SELECT $__timeInterval(ts_start) AS time, "
-            "ifNull(error_type, 'unknown') AS error_type, count() AS errors FROM gatewatch.events FINAL "
-            f"WHERE {EV} AND outcome = 'failed' GROUP BY time, error_type ORDER BY time", unit="short",
+    b.panel("timeseries", "Errors by type", q("errors_by_type"), unit="short",
             interval=None, custom={"drawStyle": "bars", "stacking": {"mode": "normal"}}, options=_ts_opts())
-    b.panel("table", "Errors by type and upstream", "SELECT ifNull(error_type, 'unknown') AS error_type, "
-            "ifNull(deployment, '(none)') AS upstream, tenant, count() AS errors, "
-            "max(ts_start) AS last_seen FROM gatewatch.events FINAL "
-            f"WHERE {EV} AND outcome = 'failed' GROUP BY error_type, upstream, tenant "
-            "ORDER BY errors DESC LIMIT 100", fmt=TABLE, interval=None,
+    b.panel("table", "Errors by type and upstream", q("errors_table"), fmt=TABLE, interval=None,
             columns={"errors": {"unit": "short"}, "last_seen": {"unit": "dateTimeAsIso"}})
     b.row("Alerts")
     al = ("(group_labels['tenant'] = '' OR group_labels['tenant'] IN (${tenant:singlequote})) AND "
@@ -197,14 +188,7 @@ def traffic() -> Board:
                                         "firing": {"color": "red", "index": 0},
                                         "resolved": {"color": "green", "index": 1}}}]}})
     b.row("Breakdown")
-    b.panel("table", "By tenant, model and upstream", "SELECT tenant, request_model AS model, "
-            "if(deployment = '', '(none)', deployment) AS upstream, sum(requests) AS requests, "
-            "sum(errors) AS errors, errors / greatest(requests, 1) AS error_rate, "
-            "sum(denials) AS denials, quantilesTDigestMerge(0.5, 0.9, 0.99)(latency_ms)[1] AS latency_p50, "
-            "quantilesTDigestMerge(0.5, 0.9, 0.99)(latency_ms)[3] AS latency_p99, "
-            "quantilesTDigestMerge(0.5, 0.9, 0.99)(ttft_ms)[3] AS ttft_p99 "
-            f"FROM gatewatch.events_1m WHERE {R1} GROUP BY tenant, model, upstream ORDER BY requests DESC",
-            w=24, h=10, fmt=TABLE, columns={
+    b.panel("table", "By tenant, model and upstream", q("breakdown"), w=24, h=10, fmt=TABLE, columns={
                 "error_rate": {"unit": "percentunit"}, "latency_p50": {"unit": "ms"},
                 "latency_p99": {"unit": "ms"}, "ttft_p99": {"unit": "ms"}, "requests": {"unit": "short"}})
     return b
@@ -214,53 +198,33 @@ def usage() -> Board:
     b = Board("gatewatch-usage", "Gatewatch / Usage & cost", "Tokens and cost per tenant, model and API key; "
               "budget consumption in the periods the gateway's budgets count (UTC day, calendar month).",
               [TENANT_VAR, MODEL_VAR])
-    b.panel("stat", "Cost", f"SELECT sum(cost_usd) AS cost_usd FROM gatewatch.events_1m WHERE {R1}",
+    b.panel("stat", "Cost", q("cost"),
             w=8, h=4, fmt=TABLE, columns={"cost_usd": {"unit": "currencyUSD", "decimals": 2}})
-    b.panel("stat", "Input tokens", f"SELECT sum(input_tokens) AS input_tokens FROM gatewatch.events_1m "
-            f"WHERE {R1}", w=8, h=4, fmt=TABLE, columns={"input_tokens": {"unit": "short"}})
-    b.panel("stat", "Output tokens", f"SELECT sum(output_tokens) AS output_tokens FROM gatewatch.events_1m "
-            f"WHERE {R1}", w=8, h=4, fmt=TABLE, columns={"output_tokens": {"unit": "short"}})
+    b.panel("stat", "Input tokens", q("input_tokens"), w=8, h=4, fmt=TABLE, columns={"input_tokens": {"unit": "short"}})
+    b.panel("stat", "Output tokens", q("output_tokens"),
+            w=8, h=4, fmt=TABLE, columns={"output_tokens": {"unit": "short"}})
     b.row("Over time")
-    b.panel("timeseries", "Tokens/min by tenant", "SELECT $__timeInterval(minute) AS time, tenant, "
-            "(sum(input_tokens) + sum(output_tokens)) * 60 / $__interval_s AS tokens_per_min "
-            f"FROM gatewatch.events_1m WHERE {R1} GROUP BY time, tenant ORDER BY time", unit="short",
+    b.panel("timeseries", "Tokens/min by tenant", q("tokens_by_tenant"), unit="short",
             options=_ts_opts())
-    b.panel("timeseries", "Input vs output tokens", "SELECT $__timeInterval(minute) AS time, "
-            f"sum(input_tokens) AS input, sum(output_tokens) AS output FROM gatewatch.events_1m WHERE {R1} "
-            "GROUP BY time ORDER BY time", unit="short", custom={"drawStyle": "bars",
+    b.panel("timeseries", "Input vs output tokens", q("tokens_in_out"), unit="short", custom={"drawStyle": "bars",
                                                                   "stacking": {"mode": "normal"}})
-    b.panel("timeseries", "Cost by model", "SELECT $__timeInterval(minute) AS time, request_model, "
-            f"sum(cost_usd) AS cost_usd FROM gatewatch.events_1m WHERE {R1} GROUP BY time, request_model "
-            "ORDER BY time", unit="currencyUSD", options=_ts_opts(),
+    b.panel("timeseries", "Cost by model", q("cost_by_model"), unit="currencyUSD", options=_ts_opts(),
             custom={"drawStyle": "bars", "stacking": {"mode": "normal"}})
-    b.panel("piechart", "Cost share by tenant", f"SELECT tenant, sum(cost_usd) AS cost_usd "
-            f"FROM gatewatch.events_1m WHERE {R1} GROUP BY tenant ORDER BY cost_usd DESC", fmt=TABLE,
+    b.panel("piechart", "Cost share by tenant", q("cost_share"), fmt=TABLE,
             columns={"cost_usd": {"unit": "currencyUSD"}},
             options={"reduceOptions": {"values": True, "calcs": [], "fields": "/^cost_usd$/"},
                      "pieType": "donut", "legend": {"displayMode": "table", "placement": "right",
                                                     "values": ["value", "percent"]}})
     b.row("Budgets")
-    b.panel("table", "Budget consumption per tenant and key (today UTC / this month)", "SELECT tenant, "
-            "ifNull(key_id, '(none)') AS key_id, "
-            "sumIf(ifNull(total_tokens, 0), ts_start >= toStartOfDay(now('UTC'))) AS tokens_today, "
-            "sumIf(ifNull(cost_usd, 0), ts_start >= toStartOfDay(now('UTC'))) AS cost_today, "
-            "sumIf(ifNull(total_tokens, 0), ts_start >= toStartOfMonth(now('UTC'))) AS tokens_month, "
-            "sumIf(ifNull(cost_usd, 0), ts_start >= toStartOfMonth(now('UTC'))) AS cost_month, "
-            "countIf(error_type IN ('budget_exceeded', 'rate_limit_exceeded')) AS limited_requests "
-            "FROM gatewatch.events FINAL WHERE ts_start >= least(toStartOfMonth(now('UTC')), "
-            f"toStartOfDay(now('UTC'))) AND {T} AND {M_EVENTS} GROUP BY tenant, key_id "
-            "ORDER BY cost_month DESC LIMIT 500", w=24, h=10, fmt=TABLE, interval=None,
+    b.panel("table", "Budget consumption per tenant and key (today UTC / this month)", q("budgets"),
+            w=24, h=10, fmt=TABLE, interval=None,
             description="Consumption counted the way the gateway's key budgets count it (UTC day, calendar "
             "month), independent of the time picker. The limits themselves live in the keys file "
             "(`gatewatch keys list`); 'limited_requests' are requests refused by a rate limit or budget.",
             columns={"tokens_today": {"unit": "short"}, "cost_today": {"unit": "currencyUSD"},
                      "tokens_month": {"unit": "short"}, "cost_month": {"unit": "currencyUSD"},
                      "limited_requests": {"unit": "short"}})
-    b.panel("table", "Usage by tenant and model (selected range)", "SELECT tenant, request_model AS model, "
-            "sum(requests) AS requests, sum(input_tokens) AS input_tokens, sum(output_tokens) AS "
-            "output_tokens, sum(cost_usd) AS cost_usd, cost_usd / greatest(requests, 1) * 1000 AS "
-            f"cost_per_1k_requests FROM gatewatch.events_1m WHERE {R1} GROUP BY tenant, model "
-            "ORDER BY cost_usd DESC", w=24, h=10, fmt=TABLE,
+    b.panel("table", "Usage by tenant and model (selected range)", q("usage_table"), w=24, h=10, fmt=TABLE,
             columns={"cost_usd": {"unit": "currencyUSD"}, "cost_per_1k_requests": {"unit": "currencyUSD"},
                      "input_tokens": {"unit": "short"}, "output_tokens": {"unit": "short"}})
     return b
@@ -269,43 +233,24 @@ def usage() -> Board:
 def governance() -> Board:
     b = Board("gatewatch-governance", "Gatewatch / Governance", "Policy decisions, denials by rule, PII "
               "detections by entity type and redaction volume.", [TENANT_VAR, MODEL_VAR])
-    b.panel("timeseries", "Policy decisions", "SELECT $__timeInterval(ts_start) AS time, policy_decision, "
-            f"count() AS requests FROM gatewatch.events FINAL WHERE {EV} GROUP BY time, policy_decision "
-            "ORDER BY time", unit="short", interval=None,
+    b.panel("timeseries", "Policy decisions", q("decisions"), unit="short", interval=None,
             custom={"drawStyle": "bars", "stacking": {"mode": "normal"}}, options=_ts_opts())
-    b.panel("barchart", "Denials by rule", "SELECT arrayJoin(if(empty(policy_rule_ids), ['(no rule)'], "
-            "policy_rule_ids)) AS rule, count() AS denials FROM gatewatch.events FINAL "
-            f"WHERE {EV} AND policy_decision = 'deny' GROUP BY rule ORDER BY denials DESC LIMIT 30",
+    b.panel("barchart", "Denials by rule", q("denials_by_rule"),
             fmt=TABLE, interval=None, columns={"denials": {"unit": "short"}},
             options={"orientation": "horizontal", "xField": "rule", "showValue": "auto"})
-    b.panel("timeseries", "Denials by rule over time", "SELECT $__timeInterval(ts_start) AS time, "
-            "arrayJoin(if(empty(policy_rule_ids), ['(no rule)'], policy_rule_ids)) AS rule, count() AS denials "
-            f"FROM gatewatch.events FINAL WHERE {EV} AND policy_decision = 'deny' GROUP BY time, rule "
-            "ORDER BY time", unit="short", interval=None, options=_ts_opts())
-    b.panel("table", "Denials and flags by tenant", "SELECT tenant, countIf(policy_decision = 'deny') AS "
-            "denied, countIf(policy_decision = 'flag') AS flagged, count() AS requests, "
-            "countIf(policy_decision = 'deny') / count() AS denial_rate, anyLast(policy_version) AS "
-            f"policy_version FROM gatewatch.events FINAL WHERE {EV} GROUP BY tenant ORDER BY denied DESC",
+    b.panel("timeseries", "Denials by rule over time", q("denials_over_time"),
+            unit="short", interval=None, options=_ts_opts())
+    b.panel("table", "Denials and flags by tenant", q("decisions_by_tenant"),
             fmt=TABLE, interval=None, columns={"denial_rate": {"unit": "percentunit"}})
     b.row("PII and redaction")
-    b.panel("timeseries", "PII detections by entity type", "SELECT $__timeInterval(ts_start) AS time, "
-            "entity, sum(n) AS detections FROM gatewatch.events FINAL "
-            "ARRAY JOIN mapKeys(pii_counts) AS entity, mapValues(pii_counts) AS n "
-            f"WHERE {EV} GROUP BY time, entity ORDER BY time", unit="short", interval=None,
+    b.panel("timeseries", "PII detections by entity type", q("pii_over_time"), unit="short", interval=None,
             custom={"drawStyle": "bars", "stacking": {"mode": "normal"}}, options=_ts_opts())
-    b.panel("barchart", "PII detections by entity type (total)", "SELECT entity, sum(n) AS detections "
-            "FROM gatewatch.events FINAL ARRAY JOIN mapKeys(pii_counts) AS entity, mapValues(pii_counts) AS n "
-            f"WHERE {EV} GROUP BY entity ORDER BY detections DESC", fmt=TABLE, interval=None,
+    b.panel("barchart", "PII detections by entity type (total)", q("pii_by_entity"), fmt=TABLE, interval=None,
             columns={"detections": {"unit": "short"}},
             options={"orientation": "horizontal", "xField": "entity", "showValue": "auto"})
-    b.panel("timeseries", "Redaction volume", "SELECT $__timeInterval(ts_start) AS time, "
-            "countIf(notEmpty(pii_counts)) AS redacted_requests, "
-            "sum(arraySum(mapValues(pii_counts))) AS redacted_entities "
-            f"FROM gatewatch.events FINAL WHERE {EV} GROUP BY time ORDER BY time", unit="short", interval=None,
+    b.panel("timeseries", "Redaction volume", q("redaction_volume"), unit="short", interval=None,
             description="Requests whose prompt or answer had PII replaced, and how many entities were replaced.")
-    b.panel("timeseries", "Share of requests redacted", "SELECT $__timeInterval(ts_start) AS time, tenant, "
-            "countIf(notEmpty(pii_counts)) / count() AS redacted_share "
-            f"FROM gatewatch.events FINAL WHERE {EV} GROUP BY time, tenant ORDER BY time", unit="percentunit",
+    b.panel("timeseries", "Share of requests redacted", q("redacted_share"), unit="percentunit",
             interval=None, options=_ts_opts())
     return b
 
@@ -316,40 +261,26 @@ def quality() -> Board:
     b = Board("gatewatch-quality", "Gatewatch / Quality & safety", "Toxicity and factuality scores of every "
               "exchange (scorer rows in gatewatch.scores), with the worst examples linked to the audit log.",
               [TENANT_VAR, MODEL_VAR, thr, console])
-    tox = "scorer = 'toxicity' AND metric = 'toxicity' AND value IS NOT NULL"
+    tox = TOX
     b.panel("barchart", "Toxicity distribution", "SELECT toString(floor(value, 1)) AS bucket, "
             "countIf(target = 'prompt') AS prompt, countIf(target = 'response') AS response "
             f"FROM gatewatch.scores FINAL WHERE {SC} AND {tox} GROUP BY bucket ORDER BY bucket",
             fmt=TABLE, interval=None, description="Exchanges by toxicity score (0.1-wide buckets).",
             columns={"prompt": {"unit": "short"}, "response": {"unit": "short"}},
             options={"xField": "bucket", "stacking": "none", "showValue": "never"})
-    b.panel("timeseries", "Rate over threshold ($threshold)", "SELECT $__timeInterval(ts) AS time, target, "
-            f"avg(value >= $threshold) AS over_threshold FROM gatewatch.scores FINAL WHERE {SC} AND {tox} "
-            "GROUP BY time, target ORDER BY time", unit="percentunit", interval=None, options=_ts_opts())
-    b.panel("timeseries", "Toxicity by label (average, per minute)", "SELECT $__timeInterval(minute) AS time, "
-            "concat(metric, ' / ', target) AS label, avgMerge(value_avg) AS avg_score FROM gatewatch.scores_1m "
-            f"WHERE {R1} AND scorer = 'toxicity' GROUP BY time, label ORDER BY time", options=_ts_opts())
-    b.panel("table", "Toxicity by tenant", "SELECT tenant, target, count() AS scored, avg(value) AS avg_score, "
-            f"avg(value >= $threshold) AS over_threshold FROM gatewatch.scores FINAL WHERE {SC} AND {tox} "
-            "GROUP BY tenant, target ORDER BY over_threshold DESC", fmt=TABLE, interval=None,
+    b.panel("timeseries", "Rate over threshold ($threshold)", q("toxicity_over_threshold"),
+            unit="percentunit", interval=None, options=_ts_opts())
+    b.panel("timeseries", "Toxicity by label (average, per minute)", q("toxicity_by_label"), options=_ts_opts())
+    b.panel("table", "Toxicity by tenant", q("toxicity_by_tenant"), fmt=TABLE, interval=None,
             columns={"over_threshold": {"unit": "percentunit"}, "avg_score": {"decimals": 3}})
     b.row("Factuality")
-    b.panel("timeseries", "Factuality: support and contradiction", "SELECT $__timeInterval(minute) AS time, "
-            "metric, avgMerge(value_avg) AS value FROM gatewatch.scores_1m WHERE "
-            f"{R1} AND scorer = 'factuality' AND metric IN ('support', 'contradiction') GROUP BY time, metric "
-            "ORDER BY time", options=_ts_opts(), custom={"min": 0},
+    b.panel("timeseries", "Factuality: support and contradiction", q("factuality"),
+            options=_ts_opts(), custom={"min": 0},
             description="Mean entailment of the answer's sentences by the request's context (support) and the "
             "highest contradiction probability; exchanges without context are not applicable and skipped.")
-    b.panel("timeseries", "Factuality labels", "SELECT $__timeInterval(ts) AS time, label, count() AS answers "
-            f"FROM gatewatch.scores FINAL WHERE {SC} AND scorer = 'factuality' AND metric IN ('support', "
-            "'contradiction') AND value IS NOT NULL AND label IN ('unsupported', 'contradicted') "
-            "GROUP BY time, label ORDER BY time", unit="short", interval=None,
+    b.panel("timeseries", "Factuality labels", q("factuality_labels"), unit="short", interval=None,
             custom={"drawStyle": "bars", "stacking": {"mode": "normal"}})
-    b.panel("table", "Factuality by tenant and model", "SELECT tenant, request_model AS model, "
-            "avgIf(value, metric = 'support') AS support, countIf(metric = 'contradiction' AND label = "
-            "'contradicted') / greatest(countIf(metric = 'contradiction'), 1) AS contradicted_share, "
-            "countIf(metric = 'support' AND value IS NULL) AS not_applicable FROM gatewatch.scores FINAL "
-            f"WHERE {SC} AND scorer = 'factuality' GROUP BY tenant, model ORDER BY support", w=24, fmt=TABLE,
+    b.panel("table", "Factuality by tenant and model", q("factuality_by_model"), w=24, fmt=TABLE,
             interval=None, columns={"support": {"decimals": 3}, "contradicted_share": {"unit": "percentunit"}})
     b.row("Worst examples")
     # the console's audit API (GET /api/audit, consumers/audit/search.py AuditFilter): the event id, with
@@ -397,15 +328,10 @@ def drift() -> Board:
             "concat(tenant, ' / ', model) AS series, value FROM gatewatch.drift FINAL "
             f"WHERE {dr} AND metric = '$drift_metric' ORDER BY time", w=24, interval=None, options=_ts_opts(),
             custom={"drawStyle": "line", "showPoints": "always"})
-    b.panel("timeseries", "Drifted windows", "SELECT $__timeInterval(window_end) AS time, "
-            "concat(tenant, ' / ', model) AS series, countIf(drifted = 1) AS drifted_windows "
-            f"FROM gatewatch.drift FINAL WHERE {dr} AND metric = 'mmd2_pvalue' GROUP BY time, series "
-            "ORDER BY time", interval=None, unit="short", custom={"drawStyle": "bars"}, options=_ts_opts())
+    b.panel("timeseries", "Drifted windows", q("drifted_windows"),
+            interval=None, unit="short", custom={"drawStyle": "bars"}, options=_ts_opts())
     b.panel("timeseries", "Distance of each exchange to the baseline centroid (average)",
-            "SELECT $__timeInterval(minute) AS time, concat(tenant, ' / ', request_model) AS series, "
-            f"avgMerge(value_avg) AS distance FROM gatewatch.scores_1m WHERE {R1} AND scorer = 'drift' "
-            "AND metric = 'centroid_distance' AND target = '$field' GROUP BY time, series ORDER BY time",
-            options=_ts_opts())
+            q("centroid_distance"), options=_ts_opts())
     b.panel("table", "Drifted windows (all fields)", "SELECT window_start, window_end, tenant, model, field, "
             "maxIf(value, metric = 'centroid_cosine') AS centroid_cosine, maxIf(value, metric = 'mmd2') AS mmd2, "
             "maxIf(value, metric = 'mmd2_pvalue') AS pvalue, any(baseline_size) AS baseline_size, "

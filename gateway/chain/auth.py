@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from gateway.auth.keys import KeyStore
-from gateway.chain.base import Exchange, Next, Reply
+from gateway.chain.base import Next
 from gateway.chain.parse import check_headers
 from gateway.errors import Unauthorized
+from gateway.exchange import Exchange, Reply
 
 
 def bearer_token(headers: object) -> str | None:

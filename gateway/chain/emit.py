@@ -17,10 +17,12 @@ from typing import Any, Protocol
 
 import orjson
 
-from gateway.chain.base import Exchange, Next, Reply, SSEEvent
-from gateway.chain.capture import apply_capture, capture_text, messages_of, params_of
+from gateway.chain.base import Next
+from gateway.chain.capture import apply_capture, capture_text, params_of
 from gateway.config import Price
+from gateway.endpoints import endpoint_for
 from gateway.errors import GatewayError
+from gateway.exchange import Exchange, Reply, SSEEvent
 from gateway.ids import new_id
 from gateway.metrics import (
     CLIENT_DISCONNECTS,
@@ -195,7 +197,9 @@ class EmitStage:
 
     def build(self, ex: Exchange, now: float, latency: float, ttft: float | None) -> dict[str, Any]:
         mode = self.capture_for(ex.tenant)
-        messages = ex.captured_messages if ex.captured_messages is not None else messages_of(ex.endpoint, ex.body)
+        messages = ex.captured_messages
+        if messages is None:
+            messages = endpoint_for(ex.endpoint).messages(ex.body)
         text = ex.captured_response if ex.captured_response is not None else "".join(ex.response_parts)
         resp_text, resp_hash = capture_text(mode, text if (ex.response_parts or ex.captured_response) else None)
         failed = ex.status >= 400 or ex.error_type is not None

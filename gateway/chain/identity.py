@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 
-from gateway.chain.base import Exchange
+from gateway.exchange import Exchange
 from gateway.governance.compiled import CompiledPolicy
 from gateway.redaction.operators import Hasher
 

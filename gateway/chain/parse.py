@@ -18,17 +18,16 @@ from typing import Any
 
 import orjson
 
-from gateway.chain.base import Exchange, Next, Reply
+from gateway.chain.base import Next
+from gateway.endpoints import Endpoint, endpoint_for
+from gateway.endpoints.common import invalid as _bad
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+from gateway.exchange import Exchange, Reply
 
 _INT_FIELDS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "n", "seed", "top_logprobs",
                "dimensions")
 _NUM_FIELDS = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 META_HEADER = "x-gatewatch-meta-"
-
-
-def _bad(message: str, param: str | None = None) -> InvalidRequest:
-    return InvalidRequest(message, param=param, code="invalid_value" if param else "invalid_request")
 
 
 def undecodable(value: str) -> bool:
@@ -58,7 +57,8 @@ def _type_name(v: Any) -> str:
             type(None): "null"}.get(type(v), type(v).__name__)
 
 
-def validate(endpoint: str, body: Any) -> None:
+def validate(api: Endpoint, body: Any) -> None:
+    """The checks every endpoint shares, then the endpoint's own (``api.validate``)."""
     if not isinstance(body, dict):
         raise _bad(f"The request body must be a JSON object, not {_type_name(body)}.")
     model = body.get("model")
@@ -77,28 +77,7 @@ def validate(endpoint: str, body: Any) -> None:
     so = body.get("stream_options")
     if so is not None and not isinstance(so, dict):
         raise _bad("'stream_options' must be an object.", "stream_options")
-    if endpoint == "chat.completions":
-        msgs = body.get("messages")
-        if not isinstance(msgs, list) or not msgs:
-            raise _bad("'messages' is required and must be a non-empty array.", "messages")
-        for i, m in enumerate(msgs):
-            if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-                raise _bad(f"'messages[{i}]' must be an object with a string 'role'.", f"messages[{i}]")
-            c = m.get("content")
-            if c is not None and not isinstance(c, str | list):
-                raise _bad(f"'messages[{i}].content' must be a string or an array of parts.",
-                           f"messages[{i}].content")
-    elif endpoint == "completions":
-        if "prompt" not in body or not isinstance(body["prompt"], str | list):
-            raise _bad("'prompt' is required and must be a string or an array.", "prompt")
-    elif endpoint == "embeddings":
-        inp = body.get("input")
-        if not isinstance(inp, str | list) or (isinstance(inp, list) and not inp):
-            raise _bad("'input' is required and must be a string or a non-empty array.", "input")
-    elif endpoint == "responses":
-        inp = body.get("input")
-        if inp is not None and not isinstance(inp, str | list):
-            raise _bad("'input' must be a string or an array of input items.", "input")
+    api.validate(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,15 +114,11 @@ def _deep(value: dict[str, Any] | list[Any], budget: int) -> list[str | int] | N
     return None
 
 
-_COUNTED = {"chat.completions": ("messages", "max_messages"), "responses": ("input", "max_messages"),
-            "completions": ("prompt", "max_messages"), "embeddings": ("input", "max_inputs")}
-
-
-def check_structure(endpoint: str, body: Any, limits: BodyLimits) -> None:
+def check_structure(api: Endpoint, body: Any, limits: BodyLimits) -> None:
     """400 naming the limit: too many messages / inputs (counted first: cheap), then nesting too deep."""
     if not isinstance(body, dict):
         return
-    name, limit_name = _COUNTED[endpoint]
+    name, limit_name = api.items, api.items_limit
     items = body.get(name)
     limit = getattr(limits, limit_name)
     if isinstance(items, list) and len(items) > limit:
@@ -192,8 +167,9 @@ class ParseStage:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise _bad(f"The request body is not valid JSON (UTF-8 expected): {exc}") from None
-        check_structure(ex.endpoint, body, self.limits)
-        validate(ex.endpoint, body)
+        api = endpoint_for(ex.endpoint)
+        check_structure(api, body, self.limits)
+        validate(api, body)
         _extension(ex, body.pop("gatewatch", None))
         ex.body = body
         ex.request_model = body["model"]

@@ -8,11 +8,9 @@ PIIBlocked when the answer must be withheld; RedactionFailed when the engine fai
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Any
 
-import orjson
-
-from gateway.chain.base import SSEEvent
+from gateway.endpoints import endpoint_for
+from gateway.exchange import DONE, SSEEvent
 from gateway.governance.compiled import CompiledPolicy
 from gateway.governance.patterns import PatternBlocked, StreamPatternFilter
 from gateway.redaction import PseudonymMap, StreamRedactor, StreamRestorer
@@ -80,14 +78,13 @@ class TextPipe:
         return "".join(self.sent)
 
 
-_HEAD = ("id", "object", "created", "model", "system_fingerprint")
-
-
 class StreamOutput:
-    """Rewrites a stream's events. ``process`` returns the events to send for one upstream event."""
+    """Rewrites a stream's events: the endpoint adapter walks each event's texts (``Endpoint.rewrite_event``)
+    and this object is its ``TextSlots``, one ``TextPipe`` per slot. ``process`` returns the events to send
+    for one upstream event."""
 
     def __init__(self, endpoint: str, pol: CompiledPolicy, pm: PseudonymMap | None) -> None:
-        self.endpoint = endpoint
+        self.api = endpoint_for(endpoint)
         self.pol = pol
         self.pm = pm
         self.pipes: dict[Hashable, TextPipe] = {}
@@ -99,12 +96,34 @@ class StreamOutput:
             p = self.pipes[key] = self._open[key] = TextPipe(self.pol, self.pm)
         return p
 
-    async def _feed(self, key: Hashable, delta: str) -> str:
+    # ---- TextSlots ------------------------------------------------------------------------------
+    async def feed(self, key: Hashable, delta: str) -> str:
         return await self._pipe(key).feed(delta)
 
-    async def _flush(self, key: Hashable) -> str:
+    async def flush(self, key: Hashable) -> str:
         p = self._open.pop(key, None)
         return await p.finish() if p is not None else ""
+
+    async def full(self, key: Hashable, fallback: str) -> str:
+        if key not in self.pipes:
+            await self._pipe(key).feed(fallback)
+        await self.flush(key)
+        return self.pipes[key].text
+
+    def pending(self) -> list[Hashable]:
+        return list(self._open)
+
+    # ---- the stream ---------------------------------------------------------------------------------
+    async def process(self, ev: SSEEvent) -> list[SSEEvent]:
+        obj = ev.obj
+        if obj is None:
+            return [*await self.flush_all(ev), ev] if ev.data == DONE else [ev]
+        return await self.api.rewrite_event(ev, obj, self)
+
+    async def flush_all(self, like: SSEEvent | None = None) -> list[SSEEvent]:
+        """Every slot's held-back text, as events to send before ``like`` (or at the end of the stream)."""
+        obj = like.obj if like is not None and like.obj is not None else {}
+        return await self.api.flush_events(self, obj)
 
     def text(self) -> str:
         return "".join(p.text for p in self.pipes.values())
@@ -118,139 +137,3 @@ class StreamOutput:
 
     def hits(self) -> set[str]:
         return set().union(*(p.hits() for p in self.pipes.values())) if self.pipes else set()
-
-    async def process(self, ev: SSEEvent) -> list[SSEEvent]:
-        obj = ev.obj
-        if obj is None:
-            return [*await self.flush_all(ev), ev] if ev.data == b"[DONE]" else [ev]
-        if self.endpoint == "responses":
-            return await self._responses(ev, obj)
-        choices = obj.get("choices")
-        if not choices:  # usage-only or error chunk: everything before it is complete
-            return [*await self.flush_all(ev), ev]
-        before: list[SSEEvent] = []
-        for choice in choices:
-            if isinstance(choice, dict):
-                await self._choice(obj, choice, before)
-        ev.data = orjson.dumps(obj)
-        return [*before, ev]
-
-    async def _choice(self, obj: dict[str, Any], choice: dict[str, Any], before: list[SSEEvent]) -> None:
-        idx = choice.get("index", 0)
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            if isinstance(delta.get("content"), str):
-                delta["content"] = await self._feed((idx, "c"), delta["content"])
-            for tc in delta.get("tool_calls") or ():
-                fn = tc.get("function") if isinstance(tc, dict) else None
-                if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-                    fn["arguments"] = await self._feed((idx, "t", tc.get("index", 0)), fn["arguments"])
-        elif isinstance(choice.get("text"), str):
-            choice["text"] = await self._feed((idx, "c"), choice["text"])
-        if choice.get("finish_reason") is not None:
-            extra = await self._flush_choice(obj, idx)
-            if extra is not None:
-                before.append(extra)
-
-    async def _flush_choice(self, obj: dict[str, Any], idx: Any) -> SSEEvent | None:
-        content = await self._flush((idx, "c"))
-        calls = []
-        for key in [k for k in self._open if isinstance(k, tuple) and k[0] == idx and k[1] == "t"]:
-            args = await self._flush(key)
-            if args:
-                calls.append({"index": key[2], "function": {"arguments": args}})
-        if not content and not calls:
-            return None
-        head = {k: obj[k] for k in _HEAD if k in obj}
-        if self.endpoint == "completions":
-            choice: dict[str, Any] = {"index": idx, "text": content, "finish_reason": None}
-        else:
-            delta: dict[str, Any] = {"content": content} if content else {}
-            if calls:
-                delta["tool_calls"] = calls
-            choice = {"index": idx, "delta": delta, "finish_reason": None}
-        data = {**head, "choices": [choice]}
-        return SSEEvent(data=orjson.dumps(data), obj=data)
-
-    async def flush_all(self, like: SSEEvent | None = None) -> list[SSEEvent]:
-        out: list[SSEEvent] = []
-        obj = like.obj if like is not None and like.obj is not None else {}
-        if self.endpoint == "responses":
-            for key in list(self._open):
-                text = await self._flush(key)
-                if text:
-                    out.append(_delta_event(key, text, None))
-            return out
-        for idx in sorted({k[0] for k in self._open if isinstance(k, tuple)}, key=str):
-            extra = await self._flush_choice(obj, idx)
-            if extra is not None:
-                out.append(extra)
-        return out
-
-    # ---- Responses API ----------------------------------------------------------------------
-    async def _full(self, key: Hashable, fallback: str) -> str:
-        """The client-visible full text of a slot (flushing it); a slot never streamed goes through now."""
-        if key not in self.pipes:
-            p = self._pipe(key)
-            await p.feed(fallback)
-        await self._flush(key)
-        return self.pipes[key].text
-
-    async def _responses(self, ev: SSEEvent, obj: dict[str, Any]) -> list[SSEEvent]:
-        kind = obj.get("type", ev.event)
-        oi, ci = obj.get("output_index", 0), obj.get("content_index", 0)
-        before: list[SSEEvent] = []
-        if kind == "response.output_text.delta" and isinstance(obj.get("delta"), str):
-            obj["delta"] = await self._feed((oi, ci, "t"), obj["delta"])
-        elif kind == "response.function_call_arguments.delta" and isinstance(obj.get("delta"), str):
-            obj["delta"] = await self._feed((oi, "f"), obj["delta"])
-        elif kind == "response.output_text.done" and isinstance(obj.get("text"), str):
-            key = (oi, ci, "t")
-            tail = await self._flush(key) if key in self._open else ""
-            if tail:
-                before.append(_delta_event(key, tail, obj))
-            obj["text"] = await self._full(key, obj["text"])
-        elif kind == "response.function_call_arguments.done" and isinstance(obj.get("arguments"), str):
-            key = (oi, "f")
-            tail = await self._flush(key) if key in self._open else ""
-            if tail:
-                before.append(_delta_event(key, tail, obj))
-            obj["arguments"] = await self._full(key, obj["arguments"])
-        elif kind == "response.content_part.done" and isinstance(obj.get("part"), dict):
-            part = obj["part"]
-            if isinstance(part.get("text"), str):
-                part["text"] = await self._full((oi, ci, "t"), part["text"])
-        elif kind == "response.output_item.done" and isinstance(obj.get("item"), dict):
-            await self._item(oi, obj["item"])
-        elif isinstance(obj.get("response"), dict) and isinstance(obj["response"].get("output"), list):
-            if kind in ("response.completed", "response.incomplete", "response.failed"):
-                before += await self.flush_all()
-                for i, item in enumerate(obj["response"]["output"]):
-                    if isinstance(item, dict):
-                        await self._item(i, item)
-        elif kind == "error":
-            before += await self.flush_all()
-        ev.data = orjson.dumps(obj)
-        return [*before, ev]
-
-    async def _item(self, oi: Any, item: dict[str, Any]) -> None:
-        if item.get("type") == "function_call" and isinstance(item.get("arguments"), str):
-            item["arguments"] = await self._full((oi, "f"), item["arguments"])
-        for ci, c in enumerate(item.get("content") or ()):
-            if isinstance(c, dict) and isinstance(c.get("text"), str):
-                c["text"] = await self._full((oi, ci, "t"), c["text"])
-
-
-def _delta_event(key: Hashable, text: str, like: dict[str, Any] | None) -> SSEEvent:
-    k = key if isinstance(key, tuple) else (0,)
-    fn = len(k) == 2 and k[1] == "f"
-    data: dict[str, Any] = {"type": "response.function_call_arguments.delta" if fn else "response.output_text.delta"}
-    if like is not None and "item_id" in like:
-        data["item_id"] = like["item_id"]
-    data["output_index"] = k[0]
-    if not fn:
-        data["content_index"] = k[1]
-    data["delta"] = text
-    if like is not None and "sequence_number" in like:
-        data["sequence_number"] = like["sequence_number"]
-    return SSEEvent(data=orjson.dumps(data), obj=data, event=data["type"])

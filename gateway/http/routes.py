@@ -13,8 +13,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.chain.auth import AuthStage
-from gateway.chain.base import Exchange, Next, Reply, run_after
+from gateway.chain.base import Next, run_after
+from gateway.endpoints import CHAT, ENDPOINTS
 from gateway.errors import ModelNotFound, PayloadTooLarge, ServiceUnavailable
+from gateway.exchange import Exchange, Reply
 from gateway.http.middlewares import REQUEST_ID
 from gateway.metrics import IN_FLIGHT
 from gateway.upstream.router import Router
@@ -36,10 +38,7 @@ class Api:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/v1/chat/completions", self._proxy("chat.completions")),
-            web.post("/v1/completions", self._proxy("completions")),
-            web.post("/v1/embeddings", self._proxy("embeddings")),
-            web.post("/v1/responses", self._proxy("responses")),
+            *(web.post("/v1" + api.path, self._proxy(api.name)) for api in ENDPOINTS.values()),
             web.get("/v1/models", self.models),
             web.get("/v1/models/{model}", self.model),
             web.get("/healthz", self.healthz),
@@ -126,7 +125,7 @@ class Api:
         return {"id": name, "object": "model", "created": 0, "owned_by": "gatewatch"}
 
     def _visible(self, request: web.Request) -> list[str]:
-        ex = Exchange(request_id=request[REQUEST_ID], endpoint="chat.completions", body={}, headers=request.headers)
+        ex = Exchange(request_id=request[REQUEST_ID], endpoint=CHAT.name, body={}, headers=request.headers)
         self.auth.authenticate(ex)
         names = self.router.aliases()
         return [n for n in names if ex.allowed_models is None or n in ex.allowed_models]

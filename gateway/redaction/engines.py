@@ -15,17 +15,12 @@ from pathlib import Path
 
 from presidio_analyzer import AnalyzerEngine, PatternRecognizer, RecognizerRegistry
 from presidio_analyzer.nlp_engine import NlpEngine, NlpEngineProvider
-from presidio_analyzer.predefined_recognizers import (
-    CreditCardRecognizer,
-    EmailRecognizer,
-    IbanRecognizer,
-    IpRecognizer,
-    PhoneRecognizer,
-    UsSsnRecognizer,
-)
+from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer
 
 from gateway.redaction.config import EngineKind, RedactionConfig
 from gateway.redaction.phone import WindowedPhoneRecognizer
+from gateway.redaction.predefined import adopt
+from gateway.redaction.prefilter import prefilterable
 from gateway.redaction.recognizers import OfflineEmailRecognizer, build_custom_recognizer, guard_patterns
 
 log = logging.getLogger(__name__)
@@ -58,27 +53,8 @@ class Engine:
     key: EngineKey
     analyzer: AnalyzerEngine
     supported: frozenset[str]
-    # entities found only by the recognizers whose preconditions ``redactor.possible_entities`` knows
+    # entities reported only by a built-in recognizer that declares its precondition (prefilter.py)
     prefiltered: frozenset[str] = frozenset()
-
-
-# The recognizer classes whose patterns the prefilter's preconditions were derived from (redactor.py,
-# ``possible_entities``). An entity is prefiltered only when every recognizer that reports it is exactly
-# one of these: a custom recognizer for the same entity (or a new presidio recognizer) turns it off.
-PREFILTER_RECOGNIZERS: dict[str, type] = {
-    "EMAIL_ADDRESS": OfflineEmailRecognizer, "PHONE_NUMBER": WindowedPhoneRecognizer,
-    "CREDIT_CARD": CreditCardRecognizer, "US_SSN": UsSsnRecognizer, "IBAN_CODE": IbanRecognizer,
-    "IP_ADDRESS": IpRecognizer,
-}
-
-
-def prefilterable(recognizers: list[object]) -> frozenset[str]:
-    ok = set(PREFILTER_RECOGNIZERS)
-    for r in recognizers:
-        for entity in getattr(r, "supported_entities", ()):
-            if entity in ok and type(r) is not PREFILTER_RECOGNIZERS[entity]:
-                ok.discard(entity)
-    return frozenset(ok)
 
 
 def _nlp_configuration(key: EngineKey) -> dict[str, object]:
@@ -109,7 +85,8 @@ def build_analyzer(key: EngineKey, nlp_engine: NlpEngine, cfg: RedactionConfig) 
     registry = RecognizerRegistry(supported_languages=[LANGUAGE])
     registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=nlp_engine)
     replaced = (EmailRecognizer, PhoneRecognizer)
-    registry.recognizers = [r for r in registry.recognizers if not isinstance(r, replaced)]
+    # adopt: presidio's recognizers the prefilter knows get their declared preconditions (predefined.py)
+    registry.recognizers = [adopt(r) for r in registry.recognizers if not isinstance(r, replaced)]
     registry.add_recognizer(OfflineEmailRecognizer())
     registry.add_recognizer(WindowedPhoneRecognizer(supported_regions=key.phone_regions))
     for custom in cfg.custom_recognizers:

@@ -10,19 +10,24 @@ first region that accepts it. Same matcher, same leniency, same results on the e
 from __future__ import annotations
 
 import re
+from typing import ClassVar
 
 import phonenumbers
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
+from gateway.redaction.preconditions import MinDigits, Precondition
+
 # a digit, then digits and the separators phone numbers use, ending in a digit; optional leading + or (
 _RUN = re.compile(r"[+\uFF0B(]?\d[\d\s().\-/\u2010-\u2015\u00A0]*\d")
-MIN_DIGITS = 6  # fewer digits in a run: not a phone number in any region (redactor's prefilter too)
+MIN_DIGITS = 6  # fewer digits in a run: not a phone number in any region
 _PAD = 3
 
 
 class WindowedPhoneRecognizer(PhoneRecognizer):
+    precondition: ClassVar[Precondition] = MinDigits(MIN_DIGITS)  # the smallest run analyze() looks at
+
     def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
                 ) -> list[RecognizerResult]:
         results: list[RecognizerResult] = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import regex
 import tldextract
@@ -14,6 +14,7 @@ from presidio_analyzer import Pattern, PatternRecognizer
 from presidio_analyzer.predefined_recognizers import EmailRecognizer
 
 from gateway.redaction.config import CustomRecognizerConfig
+from gateway.redaction.preconditions import Contains, Precondition
 
 # The bundled public-suffix snapshot only: never fetch the list, never write a cache.
 _OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
@@ -21,6 +22,8 @@ _OFFLINE_TLD = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 class OfflineEmailRecognizer(EmailRecognizer):
     """presidio's EmailRecognizer with a tldextract that never touches the network."""
+
+    precondition: ClassVar[Precondition] = Contains("@")
 
     def validate_result(self, pattern_text: str) -> bool:
         return _OFFLINE_TLD(pattern_text).fqdn != ""

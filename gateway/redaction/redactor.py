@@ -6,17 +6,12 @@ out of budget, or any engine error raises ``RedactionFailed``; the unredacted te
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
 
-import regex
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from gateway.redaction.cache import DetectionCache
@@ -25,11 +20,11 @@ from gateway.redaction.engines import LANGUAGE, Engine, EngineRegistry, default_
 from gateway.redaction.errors import PIIBlocked, RedactionFailed, RedactionInputTooLarge
 from gateway.redaction.normalize import OffsetMap, map_spans, normalize
 from gateway.redaction.operators import Hasher, PseudonymMap, operator_for
-from gateway.redaction.phone import MIN_DIGITS as PHONE_MIN_DIGITS
-from gateway.redaction.recognizers import RegexBudget, RegexTimeout
+from gateway.redaction.pool import WorkerPool
+from gateway.redaction.prefilter import possible_entities
+from gateway.redaction.recognizers import RegexBudget
 from gateway.redaction.spans import Span, resolve_overlaps
 
-T = TypeVar("T")
 PHONE = "PHONE_NUMBER"
 
 
@@ -75,11 +70,8 @@ class Redactor:
         self._check_supported(cfg.entities)
         secret = cfg.hash_secret.get_secret_value().encode() if cfg.hash_secret else os.urandom(32)
         self._hasher = Hasher(secret)
-        self._own_executor = executor is None
-        self._executor = executor or ThreadPoolExecutor(cfg.max_concurrency, thread_name_prefix="pii")
-        self._slots = asyncio.Semaphore(cfg.max_concurrency)
+        self._pool = WorkerPool(cfg.max_concurrency, cfg.timeout_s, executor)
         self._cache = DetectionCache(cfg.cache_entries) if cfg.cache_entries > 0 else None
-        self._closed = False
 
     async def __aenter__(self) -> Redactor:
         return self
@@ -88,10 +80,7 @@ class Redactor:
         await self.close()
 
     async def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            if self._own_executor:
-                self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pool.close()
 
     @property
     def holdback_chars(self) -> int:
@@ -129,14 +118,14 @@ class Redactor:
             return [self.apply(t, s, acts, pseudonyms) for t, s in zip(texts, found, strict=True)]
 
         if self.cfg.engine == "regex" and sum(len(t) for t in texts) <= self.cfg.inline_max_chars:
-            return self._inline(work)
-        return await self._run(work)
+            return self._pool.inline(work)
+        return await self._pool.run(work)
 
     async def detect(self, text: str, actions: Mapping[str, Action] | None = None) -> list[Span]:
         """Spans (sorted, non-overlapping) of the entities to act on. For streams; no replacement."""
         acts = self._actions(actions)
         self._check_size([text])
-        return (await self._run(lambda: self.detect_sync([text], acts)))[0]
+        return (await self._pool.run(lambda: self.detect_sync([text], acts)))[0]
 
     # ---- sync core (runs in a worker thread) --------------------------------------------
     def detect_sync(self, texts: Sequence[str], actions: Mapping[str, Action],
@@ -272,93 +261,6 @@ class Redactor:
                 f"The text to check for PII ({total:,} characters) is more than this tenant's policy allows "
                 f"({self.cfg.max_input_chars:,}, pii.max_input_chars); send less text.")
 
-    def _inline(self, fn: Callable[[], T]) -> T:
-        """Short regex-engine work on the event loop: same failure mapping as the pool (fail closed)."""
-        if self._closed:
-            raise RedactionFailed("redactor is closed")
-        try:
-            return fn()
-        except (PIIBlocked, RedactionFailed):
-            raise
-        except RegexTimeout as exc:
-            raise RedactionFailed("PII redaction failed: a regex ran out of time") from exc
-        except Exception as exc:
-            raise RedactionFailed(f"PII redaction failed ({type(exc).__name__})") from exc
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        if self._closed:
-            raise RedactionFailed("redactor is closed")
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(self.cfg.timeout_s):
-                await self._slots.acquire()
-                try:
-                    fut: Future[T] = self._executor.submit(fn)
-                except BaseException:
-                    self._slots.release()
-                    raise
-                # the slot is held until the thread is done, even when we stop waiting for it
-                fut.add_done_callback(lambda _: _release_threadsafe(loop, self._slots))
-                return await asyncio.wrap_future(fut)
-        except (PIIBlocked, RedactionFailed):
-            raise
-        except TimeoutError as exc:
-            raise RedactionFailed(f"PII redaction timed out after {self.cfg.timeout_s}s") from exc
-        except RegexTimeout as exc:
-            raise RedactionFailed("PII redaction failed: a regex ran out of time") from exc
-        except Exception as exc:
-            raise RedactionFailed(f"PII redaction failed ({type(exc).__name__})") from exc
-
-
-_DIGIT = re.compile(r"\d")
-# presidio's IBAN pattern starts so; the registry compiles it case-insensitively (lower-case IBANs match),
-# with the ``regex`` module, whose Unicode case folding this mirrors
-_IBAN_HEAD = regex.compile(r"[A-Z]{2}[0-9]{2}", flags=regex.IGNORECASE)
-
-
-def _digits(text: str) -> int:
-    if text.isascii():
-        return sum(map(text.count, "0123456789"))
-    return len(_DIGIT.findall(text))  # any Unicode decimal digit, as the recognizers' \d
-
-
-def possible_entities(text: str, entities: Sequence[str], prefiltered: frozenset[str]) -> list[str]:
-    """``entities`` less those that cannot match ``text``: each built-in recognizer's patterns need a
-    character or a number of digits (most prompts have no '@', many no digit, few 13). Only entities in
-    ``prefiltered`` are dropped — the engine's set of entities reported by no recognizer but the ones these
-    rules were derived from (engines.PREFILTER_RECOGNIZERS), so a custom recognizer is never skipped.
-    ``text`` is what the recognizers will see: ``detect_sync`` passes the normalised text.
-
-    - EMAIL_ADDRESS: an '@';
-    - PHONE_NUMBER: 6 digits (the windowed recognizer's smallest run);
-    - CREDIT_CARD: 13 digits (4 + 3 + 3 + 3 in presidio's pattern); US_SSN: 9 digits (every pattern);
-    - IBAN_CODE: two capitals then two digits (the pattern's head, case-sensitive);
-    - IP_ADDRESS: a ':' (IPv6, mapped forms) or a '.' and 4 digits (IPv4).
-    """
-    out: list[str] = []
-    digits = -1
-    for e in entities:
-        if e in prefiltered:
-            if e == "EMAIL_ADDRESS":
-                if "@" not in text:
-                    continue
-            elif e == "IBAN_CODE":
-                if _IBAN_HEAD.search(text) is None:
-                    continue
-            else:
-                if digits < 0:
-                    digits = _digits(text)
-                if e == "IP_ADDRESS":
-                    if ":" not in text and not (digits >= 4 and "." in text):
-                        continue
-                elif digits < _MIN_DIGITS[e]:
-                    continue
-        out.append(e)
-    return out
-
-
-_MIN_DIGITS = {"PHONE_NUMBER": PHONE_MIN_DIGITS, "CREDIT_CARD": 13, "US_SSN": 9}
-
 
 def _blank(text: str, spans: Sequence[Span]) -> str:
     """``text`` with every span replaced by spaces (same length, so offsets stay valid)."""
@@ -373,7 +275,3 @@ def _blank(text: str, spans: Sequence[Span]) -> str:
     parts.append(text[pos:])
     return "".join(parts)
 
-
-def _release_threadsafe(loop: asyncio.AbstractEventLoop, sem: asyncio.Semaphore) -> None:
-    with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for the slot any more
-        loop.call_soon_threadsafe(sem.release)

@@ -6,22 +6,20 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import orjson
 
-from gateway.chain.base import Exchange, Reply, SSEEvent
+from gateway.endpoints import Endpoint
 from gateway.errors import GatewayError, UpstreamError, UpstreamTimeout
+from gateway.exchange import DONE, Exchange, Reply, SSEEvent
 from gateway.metrics import STREAM_ERRORS
-from gateway.upstream import extract
 from gateway.upstream.sse import iter_sse
-
-if TYPE_CHECKING:
-    from gateway.upstream.router import Target
+from gateway.upstream.target import Target
 
 MAX_ERROR_BODY = 64 * 1024
-DONE = b"[DONE]"
+_ENDED_EARLY = "The upstream model server ended the stream early."
 
 
 class AttemptFailed(Exception):
@@ -77,12 +75,13 @@ def _deadline(ex: Exchange, target: Target) -> float:
     return loop.time() + max(0.0, target.timeouts.total_s - elapsed)
 
 
-async def send_once(session: aiohttp.ClientSession, target: Target, ex: Exchange, path: str,
+async def send_once(session: aiohttp.ClientSession, target: Target, ex: Exchange, api: Endpoint,
                     body: dict[str, Any], extra_headers: dict[str, str], retry_on: list[int]) -> Reply:
+    """One attempt: ``body`` (already the upstream's, with its model) to where the provider says."""
     t = target.timeouts
     deadline = _deadline(ex, target)
     headers = {**target.headers, **extra_headers, "x-request-id": ex.request_id}
-    url = target.url_base + path
+    url = target.url_for(api.path, body["model"])
     timeout = aiohttp.ClientTimeout(total=None, connect=t.connect_s, sock_connect=t.connect_s)
     first_byte_at = min(deadline, asyncio.get_running_loop().time() + t.first_byte_s)
     try:
@@ -94,7 +93,7 @@ async def send_once(session: aiohttp.ClientSession, target: Target, ex: Exchange
                 ex.mark_first_token()
                 async with asyncio.timeout_at(deadline):
                     raw = await resp.read()
-                return _non_stream_reply(ex, resp, raw)
+                return _non_stream_reply(ex, api, resp, raw)
             events = iter_sse(resp.content).__aiter__()
             try:
                 first = await anext(events)
@@ -111,36 +110,25 @@ async def send_once(session: aiohttp.ClientSession, target: Target, ex: Exchange
         raise AttemptFailed("connect", f"upstream connection failed: {type(exc).__name__}", retriable=True,
                             error=UpstreamError(f"Could not reach the upstream model server "
                                                 f"({type(exc).__name__}).")) from None
-    return Reply(status=200, headers={}, chunks=relay(ex, resp, events, first, deadline))
+    return Reply(status=200, headers={}, chunks=relay(ex, api, resp, events, first, deadline))
 
 
-def _non_stream_reply(ex: Exchange, resp: aiohttp.ClientResponse, raw: bytes) -> Reply:
+def _non_stream_reply(ex: Exchange, api: Endpoint, resp: aiohttp.ClientResponse, raw: bytes) -> Reply:
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise AttemptFailed("status", "upstream answered with invalid JSON", retriable=True,
                             error=UpstreamError("The upstream model server answered with invalid JSON.")) from None
     if isinstance(obj, dict):
-        extract.from_body(ex, obj)
+        api.read_body(ex, obj)
     return Reply(status=resp.status, headers={}, body=obj if isinstance(obj, dict) else None, raw_body=raw)
 
 
-def error_event(ex: Exchange, message: str, code: str, etype: str = "upstream_error") -> SSEEvent:
-    err = {"message": message, "type": etype, "code": code, "param": None}
-    if ex.endpoint == "responses":
-        data = {"type": "error", "code": code, "message": message, "param": None, "error": err}
-        return SSEEvent(data=orjson.dumps(data), obj=data, event="error")
-    return SSEEvent(data=orjson.dumps({"error": err}), obj={"error": err})
-
-
-_TERMINAL_RESPONSE_EVENTS = frozenset({"response.completed", "response.failed", "response.incomplete", "error"})
-
-
-async def relay(ex: Exchange, resp: aiohttp.ClientResponse, events: AsyncIterator[SSEEvent], first: SSEEvent,
-                deadline: float) -> AsyncIterator[SSEEvent]:
+async def relay(ex: Exchange, api: Endpoint, resp: aiohttp.ClientResponse, events: AsyncIterator[SSEEvent],
+                first: SSEEvent, deadline: float) -> AsyncIterator[SSEEvent]:
     """Pass upstream events through one by one, recording usage/text; end with an error event on failure."""
     finished = False
-    strip_usage = ex.endpoint in ("chat.completions", "completions") and not ex.client_wants_usage
+    strip_usage = api.injects_usage and not ex.client_wants_usage  # the usage chunk only we asked for
     ev: SSEEvent | None = first
     try:
         while ev is not None:
@@ -154,14 +142,14 @@ async def relay(ex: Exchange, resp: aiohttp.ClientResponse, events: AsyncIterato
                 obj = None
             if isinstance(obj, dict):
                 ev.obj = obj
-                extract.from_stream_event(ex, obj, ev.event)
+                api.read_event(ex, obj, ev.event)
                 if ex.response_parts:
                     ex.mark_first_token()
-                if "error" in obj and ex.endpoint != "responses":
+                if api.is_error_chunk(obj):
                     ex.error_type = "upstream_stream_error"
-                if ex.endpoint == "responses" and (ev.event or obj.get("type")) in _TERMINAL_RESPONSE_EVENTS:
+                if api.is_terminal(ev, obj):
                     finished = True
-                if not (strip_usage and extract.is_injected_usage_chunk(obj)):
+                if not (strip_usage and api.is_usage_chunk(obj)):
                     yield ev
             else:
                 yield ev
@@ -173,15 +161,15 @@ async def relay(ex: Exchange, resp: aiohttp.ClientResponse, events: AsyncIterato
         if not finished:
             ex.error_type = "upstream_disconnected"
             STREAM_ERRORS.labels("upstream_disconnected").inc()
-            yield error_event(ex, "The upstream model server ended the stream early.", "upstream_disconnected")
+            yield api.error_event(_ENDED_EARLY, "upstream_disconnected", "upstream_error")
     except TimeoutError:
         ex.error_type = "upstream_timeout"
         STREAM_ERRORS.labels("upstream_timeout").inc()
-        yield error_event(ex, "The upstream model server did not finish in time.", "upstream_timeout")
+        yield api.error_event("The upstream model server did not finish in time.", "upstream_timeout", "upstream_error")
     except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError):
         ex.error_type = "upstream_disconnected"
         STREAM_ERRORS.labels("upstream_disconnected").inc()
-        yield error_event(ex, "The upstream model server ended the stream early.", "upstream_disconnected")
+        yield api.error_event(_ENDED_EARLY, "upstream_disconnected", "upstream_error")
     finally:
         if finished:
             resp.release()

@@ -13,8 +13,8 @@ from typing import Any
 
 import aiohttp
 
-from gateway.chain.base import Exchange, Reply
-from gateway.config import Deployment, ModelAlias, Price, RoutingConfig, Timeouts
+from gateway.config import Deployment, ModelAlias, Price, RoutingConfig
+from gateway.endpoints import Endpoint
 from gateway.errors import (
     GatewayError,
     ModelNotFound,
@@ -23,22 +23,16 @@ from gateway.errors import (
     UpstreamStatusError,
     UpstreamUnavailable,
 )
+from gateway.exchange import Exchange, Reply
 from gateway.metrics import CIRCUIT_OPEN, UPSTREAM_ATTEMPTS, UPSTREAM_RETRIES, child
+from gateway.providers import provider_for
 from gateway.upstream.breaker import CircuitBreaker
 from gateway.upstream.client import AttemptFailed, send_once
+from gateway.upstream.target import Target
 
 log = logging.getLogger(__name__)
 
 WILDCARD = "*"
-
-
-@dataclass(slots=True)
-class Target:
-    cfg: Deployment
-    url_base: str
-    headers: dict[str, str]
-    timeouts: Timeouts
-    breaker: CircuitBreaker
 
 
 @dataclass(slots=True)
@@ -78,14 +72,8 @@ class Router:
         self._opened: set[str] = set()
         cb = routing.circuit_breaker
         for alias, m in models.items():
-            targets = []
-            for dep in m.deployments:
-                headers = {"content-type": "application/json", **dep.headers}
-                key = _api_key(dep)
-                if key:
-                    headers["authorization"] = f"Bearer {key}"
-                targets.append(Target(dep, dep.base_url.rstrip("/"), headers, dep.timeouts or routing.timeouts,
-                                      CircuitBreaker(cb.failure_threshold, cb.cooldown_s)))
+            targets = [Target.build(dep, provider_for(dep.provider), _api_key(dep), dep.timeouts or routing.timeouts,
+                                    CircuitBreaker(cb.failure_threshold, cb.cooldown_s)) for dep in m.deployments]
             self.routes[alias] = Route(alias, targets, m.price)
 
     async def start(self) -> None:
@@ -146,7 +134,7 @@ class Router:
                 out[low] = value
         return out
 
-    async def send(self, ex: Exchange, path: str, body: dict[str, Any]) -> Reply:
+    async def send(self, ex: Exchange, api: Endpoint, body: dict[str, Any]) -> Reply:
         assert self.session is not None, "Router.start() not called"
         route = self.resolve(ex.request_model or "")
         plan = self._plan(route)
@@ -165,7 +153,7 @@ class Router:
             ex.provider = target.cfg.provider
             upstream_body = {**body, "model": target.cfg.model or ex.request_model}
             try:
-                reply = await send_once(self.session, target, ex, path, upstream_body, extra,
+                reply = await send_once(self.session, target, ex, api, upstream_body, extra,
                                         self.routing.retry.retry_on_status)
             except AttemptFailed as exc:
                 self._failed(target, exc)

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
-from gateway.chain.base import SSEEvent
+from gateway.exchange import SSEEvent
 
 
 async def iter_sse(content: aiohttp.StreamReader) -> AsyncIterator[SSEEvent]:

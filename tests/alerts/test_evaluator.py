@@ -16,7 +16,7 @@ from consumers.alerts import AlertEvaluator, WebhookNotifier, build_evaluator, p
 from consumers.alerts.metrics import AlertMetrics
 from consumers.config import AlertsConfig
 from consumers.warehouse import Warehouse
-from gatewatch.config import ConfigError
+from schemas.config import ConfigError
 from tests.alerts.conftest import NOW, Receiver, closed_port_url, seed_events
 from tests.consumers.conftest import wait_until
 

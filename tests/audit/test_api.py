@@ -185,6 +185,23 @@ async def test_every_call_is_logged(api: TestClient, tokens: Tokens) -> None:
     assert last[3][4] == ["acme"]
 
 
+async def test_an_access_that_cannot_be_recorded_is_not_answered(
+    api: TestClient, tokens: Tokens, seeded: Warehouse
+) -> None:
+    """The warehouse refusing the query-log insert (here: its table gone) -> 503 audit_unavailable, no rows;
+    once it takes writes again, the same call answers (found with the warehouse read-only under load)."""
+    seeded.client.command("RENAME TABLE gatewatch.audit_queries TO gatewatch.audit_queries_away")
+    try:
+        resp = await api.get("/api/audit", params={"tenant": "acme"}, headers=bearer(tokens.acme))
+        body = await resp.json()
+        assert resp.status == 503, body
+        assert body["error"]["code"] == "audit_unavailable" and "rows" not in body
+    finally:
+        seeded.client.command("RENAME TABLE gatewatch.audit_queries_away TO gatewatch.audit_queries")
+    resp = await api.get("/api/audit", params={"tenant": "acme"}, headers=bearer(tokens.acme))
+    assert resp.status == 200 and (await resp.json())["rows"]
+
+
 async def test_query_is_read_only(api: TestClient, tokens: Tokens, seeded: Warehouse) -> None:
     resp = await api.post("/api/query", json={"sql": "SELECT tenant, count() AS n FROM gatewatch.events "
                                                      "GROUP BY tenant ORDER BY tenant"}, headers=bearer(tokens.admin))

@@ -5,6 +5,8 @@ stops `up` with the crash-loop message and a non-zero exit, leaving nothing behi
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import re
 import signal
 import socket
@@ -16,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from gatewatch.procs import Child, ChildSpec, RestartPolicy, describe_exit
+from gatewatch.liveness import kafka_answers
+from gatewatch.procs import Child, ChildSpec, RestartPolicy, TansuBroker, describe_exit
 from tests.cli.up_harness import (
     FAST_GROUPS,
     Load,
@@ -50,8 +53,8 @@ def _kill_under_load(up: UpProcess, name: str, *, wait_s: float = 60.0) -> tuple
     answered 200 that were sent after the kill (whatever died, their events must all arrive)."""
     load = Load(up.gateway, up.key, 20.0, f"{name}-kill").start()
     time.sleep(1.0)
-    killed_at = time.monotonic()
     pid = kill_child(up, name)
+    killed_at = time.monotonic()  # after the signal: a request sent while kill_child read the pid reached the old one
     up.wait_for(f"child {name} (pid {pid}) died unexpectedly: killed by SIGKILL; restart #1 in", 10)
     child = up.wait_child(name, wait_s, restarts=1)
     assert child["pid"] != pid and child["last_exit"] == "killed by SIGKILL"
@@ -125,7 +128,8 @@ def test_killed_children_are_restarted_and_the_stack_recovers(tmp_path: Path) ->
 
 def test_crash_loop_stops_everything_with_a_clear_message(tmp_path: Path) -> None:
     ports = free_ports()
-    env = up_env(ports, GATEWATCH__WORKER__NO_SUCH_OPTION="1")  # the worker exits 2 at every start
+    # valid configuration (`up` checks it all before starting anything), but the worker exits 2 at every start
+    env = up_env(ports, GATEWATCH__WORKER__ALERTS__RULES_FILE=str(tmp_path / "no-such-alerts.yaml"))
     up = UpProcess(tmp_path, ports, env, ("--max-restarts", "2", "--restart-window", "60"))
     try:
         assert up.proc.wait(90) == 1
@@ -134,7 +138,7 @@ def test_crash_loop_stops_everything_with_a_clear_message(tmp_path: Path) -> Non
         for n in (1, 2):
             assert re.search(rf"child worker \(pid \d+\) died unexpectedly: exit code 2; restart #{n} in", out), out
         assert "crash loop: worker failed 3 times within 60s (last: exit code 2); not restarting it again" in out
-        assert "no_such_option" in out  # the last lines of its log say why
+        assert "no-such-alerts.yaml does not exist" in out  # the last lines of its log say why
         assert "gatewatch up: worker failed 3 times" in out and "stopped (crash loop)." in out
         assert up.orphans() == []
     finally:
@@ -214,3 +218,39 @@ def test_children_see_the_stack_as_up_does(tmp_path: Path) -> None:
     child = load_settings(cfg, env=env)
     assert child.kafka.bootstrap_servers == "127.0.0.1:9"
     assert child.gateway.emitter == settings.gateway.emitter
+
+
+async def test_a_frozen_broker_is_killed_and_restarted_by_its_liveness_probe(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A SIGSTOPped broker still accepts TCP connections (the kernel completes the handshake), so only a
+    Kafka-level probe sees it is gone: after ``alive_failures`` missed ApiVersions answers it is SIGKILLed
+    and restarted; a short pause (fewer misses) is ridden out. Real Tansu; `up` uses 10 s x 6."""
+    broker = TansuBroker()
+    spec = ChildSpec("broker", tuple(broker.command()), tmp_path / "tansu.log", broker.environment(),
+                     ready_port=broker.port, alive=lambda: kafka_answers("127.0.0.1", broker.port, 0.3),
+                     alive_every_s=0.3, alive_failures=4)
+    back = asyncio.Event()
+    child = Child(spec, RestartPolicy(base_s=0.05, max_s=0.1),
+                  lambda c: back.set() if c.restarts == 1 and c.state == "up" else None)
+    child.start()
+    try:
+        async with asyncio.timeout(20):
+            await child.settled.wait()
+        first = child.pid
+        assert first is not None and await kafka_answers("127.0.0.1", broker.port, 2.0)
+        os.kill(first, signal.SIGSTOP)  # a pause of ~2 misses: ridden out, same process
+        await asyncio.sleep(0.7)
+        os.kill(first, signal.SIGCONT)
+        await asyncio.sleep(1.5)
+        assert child.pid == first and child.restarts == 0
+        with caplog.at_level(logging.ERROR, logger="gatewatch.procs"):
+            os.kill(first, signal.SIGSTOP)  # frozen for good
+            async with asyncio.timeout(20):
+                await back.wait()
+        assert child.pid not in (None, first)
+        assert await kafka_answers("127.0.0.1", broker.port, 2.0)  # a new broker answers
+        assert child.last_exit is not None and "not answering" in child.last_exit
+        assert any(f"child broker (pid {first}) is not answering" in r.getMessage() for r in caplog.records)
+    finally:
+        await child.stop()

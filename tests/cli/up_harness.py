@@ -300,3 +300,140 @@ def kill_child(up: UpProcess, name: str) -> int:
     pid = int(up.child(name)["pid"])  # type: ignore[call-overload]
     os.kill(pid, signal.SIGKILL)
     return pid
+
+
+# ---------------------------------------------------------------------------------------------- faults
+# (tests/cli/test_up_faults.py): what a client saw, the worker's own view, the broker's committed offsets,
+# the warehouse's table directories.
+
+def client_errors(results: list[Result]) -> list[Result]:
+    """Requests that did not get a whole 200 answer (a refused connection, an error status, a cut stream)."""
+    return [r for r in results if r.status != 200 or r.error is not None or not r.done]
+
+
+def http_json(url: str, *, token: str | None = None, body: object = None, timeout: float = 30.0) -> object:
+    """GET (or POST ``body`` as JSON) and parse the answer, whatever its status (a 503 /healthz has a body)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = None
+    if body is not None:
+        data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers), timeout=timeout) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read())
+
+
+def worker_pipelines(up: UpProcess) -> dict[str, dict[str, object]]:
+    """The worker console's ``/healthz`` pipelines (the scorer child's included, ``process: scorer-child``)."""
+    return http_json(f"{up.console}/healthz", timeout=10)["pipelines"]  # type: ignore[index,no-any-return]
+
+
+def console_query(up: UpProcess, sql: str, limit: int = 10_000) -> list[list[object]]:
+    """Rows of a read-only query through the console's ``/api/query`` (admin token)."""
+    out = http_json(f"{up.console}/api/query", token=up.console_token(), body={"sql": sql, "limit": limit})
+    if "rows" not in out:  # type: ignore[operator]
+        raise AssertionError(f"query failed: {out}")
+    return out["rows"]  # type: ignore[index,no-any-return]
+
+
+def console_metric(up: UpProcess, name: str, **labels: str) -> float:
+    """The sum of the worker's ``/metrics`` samples (the scorer child's merged in) named ``name`` with these labels."""
+    return scrape(f"{up.console}/metrics", name, **labels)
+
+
+def scrape(url: str, name: str, **labels: str) -> float:
+    """The sum of the samples named ``name`` with (at least) these labels in a Prometheus text page; 0 if none."""
+    with urllib.request.urlopen(url, timeout=10) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        head, _, value = line.rpartition(" ")
+        metric, _, rest = head.partition("{")
+        if metric == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def scorer_child(up: UpProcess) -> psutil.Process | None:
+    """The worker's scorer child process (``python -m consumers.child.host``), if it runs."""
+    with contextlib.suppress(psutil.Error):
+        for p in psutil.Process(int(up.child("worker")["pid"])).children():  # type: ignore[call-overload]
+            if "consumers.child.host" in p.cmdline():
+                return p
+    return None
+
+
+def committed_offsets(up: UpProcess, group: str, topic: str = "gatewatch.events.v1") -> dict[int, int]:
+    """partition -> offset ``group`` committed on the stack's broker (-1: nothing committed)."""
+    return _offsets(up, [group], topic)[group]
+
+
+def uncommitted(up: UpProcess, groups: list[str], topic: str = "gatewatch.events.v1") -> dict[str, int]:
+    """Per group: events of ``topic`` past what it committed (what a restarted member reads again)."""
+    offsets = _offsets(up, ["", *groups], topic)  # "": the topic's end offsets
+    ends = offsets.pop("")
+    return {g: sum(end - max(0, got[p]) for p, end in ends.items()) for g, got in offsets.items()}
+
+
+def _offsets(up: UpProcess, groups: list[str], topic: str) -> dict[str, dict[int, int]]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def read() -> dict[str, dict[int, int]]:
+        bootstrap = f"127.0.0.1:{up.ports.broker}"
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            async with asyncio.timeout(15):
+                await consumer.start()
+                await admin.start()
+                await consumer.topics()
+                tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                out = {}
+                for group in groups:
+                    if not group:
+                        out[group] = {tp.partition: end for tp, end in (await consumer.end_offsets(tps)).items()}
+                        continue
+                    got = await admin.list_consumer_group_offsets(group, partitions=tps)
+                    out[group] = {tp.partition: (got[tp].offset if tp in got else -1) for tp in tps}
+                return out
+        finally:
+            await asyncio.gather(consumer.stop(), admin.close(), return_exceptions=True)
+
+    return asyncio.run(read())
+
+
+def warehouse_table_dirs(up: UpProcess) -> list[Path]:
+    """The chdb warehouse's table data directories (``store/xxx/<uuid>/``, one per MergeTree table)."""
+    store = up.cwd / ".gatewatch" / "warehouse" / "store"
+    return sorted(p for p in store.glob("*/*") if (p / "format_version.txt").exists())
+
+
+def set_writable(dirs: list[Path], writable: bool) -> None:
+    """Make directories refuse new entries, or accept them again. As root (which permissions do not stop)
+    the immutable attribute (``chattr +i``, ext4/xfs/btrfs), else the permission bits."""
+    for d in dirs:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i" if writable else "+i", str(d)], check=True, capture_output=True)
+        else:
+            d.chmod(0o755 if writable else 0o555)
+
+
+def can_make_read_only(probe: Path) -> bool:
+    """Whether ``set_writable`` works here (chattr needs CAP_LINUX_IMMUTABLE and a filesystem that has it)."""
+    d = probe / "read-only-probe"
+    d.mkdir(parents=True, exist_ok=True)
+    try:
+        set_writable([d], False)
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    try:
+        (d / "x").mkdir()
+        refused = False
+    except PermissionError:
+        refused = True
+    set_writable([d], True)
+    with contextlib.suppress(OSError):
+        (d / "x").rmdir()
+    return refused

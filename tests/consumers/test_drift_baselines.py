@@ -89,8 +89,8 @@ async def _worker(settings: Settings):  # type: ignore[no-untyped-def]
     stop = asyncio.Event()
     task = asyncio.create_task(run_worker(settings, stop_event=stop, metrics=ConsumerMetrics(CollectorRegistry())))
     try:  # the console serves once the warehouse is migrated
-        await wait_until(lambda: task.done() or _console_up(settings.worker["console_port"]), timeout=60, every=0.2)
-        with Warehouse(settings.worker["warehouse_dsn"]) as wh:
+        await wait_until(lambda: task.done() or _console_up(settings.worker.console_port), timeout=60, every=0.2)
+        with Warehouse(settings.worker.dsn(settings.home)) as wh:
             yield wh, task
     finally:
         stop.set()

@@ -10,10 +10,10 @@ import aiohttp
 from consumers.metrics import ConsumerMetrics
 from consumers.pipeline import Pipeline
 from consumers.warehouse import Warehouse
-from consumers.worker import migrate, run_worker, worker_config
-from gatewatch.config import ConfigError, Settings
+from consumers.worker import migrate, run_worker
+from gatewatch.config import Settings, load_settings
 from gatewatch.procs import free_port
-from schemas.config import KafkaConfig
+from schemas.config import ConfigError, KafkaConfig
 from tests.consumers.conftest import GROUP_OPTIONS, TENANTS, make_event, make_pipeline, produce, wait_until
 
 
@@ -43,12 +43,14 @@ async def test_two_members_share_partitions(kafka: KafkaConfig, warehouse: Wareh
     assert rows == [(200, 200)]
 
 
-def test_worker_config_errors_listed_at_once() -> None:
-    settings = Settings(worker={"pipelines": ["nope"], "console_port": -1, "bogus": 1})
+def test_worker_config_errors_listed_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "g.yaml"
+    path.write_text("worker: {pipelines: [nope], console_port: -1, bogus: 1}\n")
     try:
-        worker_config(settings)
+        load_settings(path, {})
     except ConfigError as exc:
         assert len(exc.errors) == 3, exc.errors
+        assert all(e.startswith(("worker.pipelines", "worker.console_port", "worker.bogus")) for e in exc.errors)
     else:
         raise AssertionError("expected ConfigError")
 

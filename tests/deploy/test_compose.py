@@ -2,7 +2,7 @@
 
 - compose.yaml validates against the Compose Specification's JSON Schema (../shared/data/compose-spec.json);
 - every Gatewatch container's configuration (deploy/gatewatch.yaml + its GATEWATCH__* environment) loads
-  through the project's own schema (gatewatch.config.load_settings, consumers.worker.worker_config),
+  through the project's own schema (gatewatch.config.load_settings, the worker's section included),
   and its command parses with the `gatewatch` CLI;
 - start order (depends_on + health checks), published ports, Prometheus targets, Grafana provisioning
   and the Dockerfile targets agree with each other.
@@ -21,7 +21,6 @@ import pytest
 import yaml
 
 from consumers.warehouse import validate_dsn
-from consumers.worker import worker_config
 from gatewatch.cli import build_parser
 from gatewatch.config import Settings, load_settings
 from gateway.upstream.router import resolve_key_errors
@@ -185,7 +184,7 @@ def test_gateway_config_loads_with_the_project_schema(services: dict[str, Any]) 
 def test_worker_config_loads_with_the_project_schema(services: dict[str, Any]) -> None:
     worker = services["worker"]
     settings = settings_of(worker)
-    cfg = worker_config(settings)
+    cfg = settings.worker
     dsn = urlsplit(cfg.dsn(Path(settings.home)))
     assert dsn.scheme == "http" and dsn.hostname == "clickhouse" and dsn.password
     assert dsn.port in container_ports(services["clickhouse"])
@@ -247,7 +246,7 @@ def test_prometheus_scrapes_the_gateway_and_worker(services: dict[str, Any]) -> 
         assert port in container_ports(services[host]), f"{host} does not listen on {port}"
     assert {h for h, _ in targets} >= {"gateway", "worker"}
     assert ("gateway", settings_of(services["gateway"]).gateway.port) in targets
-    assert ("worker", worker_config(settings_of(services["worker"])).console_port) in targets
+    assert ("worker", settings_of(services["worker"]).worker.console_port) in targets
 
 
 def test_grafana_provisioning_is_mounted(services: dict[str, Any]) -> None:

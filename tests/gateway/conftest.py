@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 
 from gatewatch.config import Settings
-from gatewatch.mock_upstream import MockConfig, MockUpstream
 from gateway.app import create_app
 from gateway.auth.keys import create_key
+from mock_upstream import MockConfig, MockUpstream
 from schemas.events import Event
 
 

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from gatewatch.config import DEFAULT_CONFIG_YAML, ConfigError, load_settings
+from gatewatch.config import default_config_yaml, load_settings
 from gateway.auth.keys import KeyStore, create_key, read_keys, revoke_key
+from schemas.config import ConfigError
 
 
 def test_missing_file_is_created_with_defaults(tmp_path: Path) -> None:
     path = tmp_path / "gatewatch.yaml"
     s = load_settings(path, {})
-    assert path.read_text() == DEFAULT_CONFIG_YAML
+    assert path.read_text() == default_config_yaml()
     assert s.gateway.port == 8080 and s.kafka.bootstrap_servers is None and s.models == {}
 
 

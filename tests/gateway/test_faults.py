@@ -9,7 +9,7 @@ import openai
 import pytest
 from aiohttp import web
 
-from gatewatch.mock_upstream import MockConfig, MockUpstream
+from mock_upstream import MockConfig, MockUpstream
 from tests.gateway.conftest import Gateway, GatewayFactory, deployment
 
 MSG = [{"role": "user", "content": "hello"}]

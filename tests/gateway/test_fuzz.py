@@ -23,9 +23,9 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from schemathesis import GenerationMode
 
 from gatewatch.config import Settings
-from gatewatch.mock_upstream import MockConfig, MockUpstream
 from gateway.app import create_app
 from gateway.auth.keys import create_key
+from mock_upstream import MockConfig, MockUpstream
 
 from .conftest import RecordingEmitter
 

@@ -8,10 +8,10 @@ import aiohttp
 import openai
 
 from gatewatch.config import Settings
-from gatewatch.mock_upstream import MockConfig, MockUpstream
 from gatewatch.procs import free_port
 from gatewatch.runtime import serve_gateway
 from gateway.auth.keys import create_key
+from mock_upstream import MockConfig, MockUpstream
 from tests.gateway.conftest import RecordingEmitter
 
 

@@ -126,7 +126,7 @@ async def test_every_answered_exchange_has_an_event_even_when_it_cannot_be_seria
 def test_exchange_repr_carries_no_secret_or_text() -> None:
     from multidict import CIMultiDict, CIMultiDictProxy
 
-    from gateway.chain.base import Exchange
+    from gateway.exchange import Exchange
 
     headers = CIMultiDictProxy(CIMultiDict({"Authorization": "Bearer gw-secret-key", "api-key": "gw-other"}))
     ex = Exchange(request_id="r1", endpoint="chat.completions", body={"messages": [{"content": "my SSN"}]},

@@ -16,9 +16,9 @@ import orjson
 import pytest
 import yaml
 
-from gatewatch.logsafe import REDACTED, SecretsFilter, scrub
-from gatewatch.mock_upstream import MockUpstream
 from gatewatch.procs import free_port
+from mock_upstream import MockUpstream
+from schemas.logsafe import REDACTED, SecretsFilter, scrub
 
 from .test_security import raw_request
 

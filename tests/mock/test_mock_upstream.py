@@ -19,7 +19,7 @@ import orjson
 import pytest
 from multidict import CIMultiDict
 
-from gatewatch.mock_upstream import (
+from mock_upstream import (
     MockConfig,
     MockUpstream,
     add_cli_arguments,
@@ -512,7 +512,7 @@ async def test_client_leaving_a_paced_stream_logs_nothing(caplog: pytest.LogCapt
 
 
 async def test_run_serves_until_sigterm(unused_tcp_port: int) -> None:
-    code = f"from gatewatch.mock_upstream import run; run(None, '127.0.0.1', {unused_tcp_port})"
+    code = f"from mock_upstream import run; run(None, '127.0.0.1', {unused_tcp_port})"
     proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code, stderr=asyncio.subprocess.PIPE)
     try:
         async with aiohttp.ClientSession() as http:

@@ -11,8 +11,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from gateway.redaction import RedactionFailed, Redactor
-from gateway.redaction.engines import LANGUAGE, PREFILTER_RECOGNIZERS
-from gateway.redaction.redactor import possible_entities
+from gateway.redaction.engines import LANGUAGE
+from gateway.redaction.prefilter import PREFILTER_RECOGNIZERS, possible_entities
 
 pytestmark = pytest.mark.timeout(120)
 

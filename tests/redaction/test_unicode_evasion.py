@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from gateway.redaction import Redactor
-from gateway.redaction.engines import LANGUAGE, PREFILTER_RECOGNIZERS
+from gateway.redaction.engines import LANGUAGE
 from gateway.redaction.normalize import normalize
-from gateway.redaction.redactor import possible_entities
+from gateway.redaction.prefilter import PREFILTER_RECOGNIZERS, possible_entities
 
 from .test_stream import PAD, random_splits, run_stream
 

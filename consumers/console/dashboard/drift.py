@@ -2,7 +2,8 @@
 distance to the baseline centroid, and the list of drifted windows (all fields).
 
 Same sources as the Grafana board (``drift``): ``drift FINAL`` (one row per closed window and metric) and the
-``scores_1m`` rollup (scorer ``drift``). ``field`` (prompt | response) and ``metric`` (centroid_cosine | mmd2 |
+``scores_1m`` rollup (scorer ``drift``); drifted windows and the centroid distance are panels of the metrics
+catalogue, shared with it. ``field`` (prompt | response) and ``metric`` (centroid_cosine | mmd2 |
 mmd2_pvalue) are parameters.
 """
 
@@ -21,20 +22,13 @@ def build(ctx: Ctx) -> list[dict[str, Any]]:
     windows = ctx.rows(f"SELECT toUnixTimestamp(window_end) AS t, {SERIES} AS name, max(value) "
                        f"FROM gatewatch.drift FINAL WHERE {field} AND metric = {{metric:String}} "
                        "GROUP BY t, name ORDER BY t")
-    drifted = ctx.rows(f"SELECT {ctx.bucket('window_end')} AS t, {SERIES} AS name, count() "
-                       f"FROM gatewatch.drift FINAL WHERE {field} AND metric = 'mmd2_pvalue' AND drifted = 1 "
-                       "GROUP BY t, name ORDER BY t")
-    distance = ctx.rows(f"SELECT {ctx.bucket('minute')} AS t, concat(tenant, ' / ', request_model) AS name, "
-                        "avgMerge(value_avg) FROM gatewatch.scores_1m WHERE "
-                        f"{ctx.where('minute', 'request_model', minute=True)} AND scorer = 'drift' "
-                        "AND metric = 'centroid_distance' AND target = {field:String} GROUP BY t, name ORDER BY t")
     w = ctx.window
     return [
         _per_window(ctx, windows, f"{w.metric} per tenant / model ({w.field})"),
-        ctx.timeseries("drifted_windows", f"Drifted windows ({w.field})", ctx.long_series(drifted, additive=True),
-                       style="stacked"),
+        ctx.timeseries("drifted_windows", f"Drifted windows ({w.field})",
+                       ctx.long_series(ctx.panel("drifted_windows"), additive=True), style="stacked"),
         ctx.timeseries("centroid_distance", f"Distance of each exchange to the baseline centroid ({w.field})",
-                       ctx.long_series(distance, additive=False), unit="score"),
+                       ctx.long_series(ctx.panel("centroid_distance"), additive=False), unit="score"),
         *section("Drifted windows", [_drifted_table(ctx, dr)]),
     ]
 

@@ -1,7 +1,8 @@
 """Building blocks of a dashboard view: parameterised SQL on a ``Window`` and the panel JSON the page draws.
 
 Every user value reaches ClickHouse as a ``{name:Type}`` parameter; only fixed column names from the view
-modules are put into the SQL text. Panels are plain dicts (the page renders them generically):
+modules and the metrics catalogue (``schemas/metrics``: the aggregate panels, shared with the Grafana
+dashboards and the alert rules) are put into the SQL text. Panels are plain dicts (the page renders them generically):
 
 - ``stat``:       ``value`` with a ``unit``
 - ``timeseries``: ``time`` (Unix seconds) and ``series`` (``name``, ``values``; ``None`` = no data), drawn
@@ -24,8 +25,9 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from consumers.console.dashboard.window import Window, ch_time, iso
+from schemas.metrics import PANELS, Console, Query
+from schemas.metrics.dialects import DT
 
-DT = "DateTime64(3, 'UTC')"
 MAX_SERIES = 10
 OTHER = "(other)"
 
@@ -96,6 +98,21 @@ class Ctx:
     def bucket(col: str) -> str:
         """The bucket start of ``col`` as Unix seconds (a multiple of the step)."""
         return f"intDiv(toUnixTimestamp({col}), {{step:UInt32}}) * {{step:UInt32}}"
+
+    @property
+    def dialect(self) -> Console:
+        """The catalogue's SQL with this window's parameters (and only the conditions the caller needs)."""
+        return Console(scoped="scope" in self.params, tenant_filter="tenant" in self.params,
+                       model_filter="model" in self.params)
+
+    def panel(self, query: str | Query) -> list[tuple[Any, ...]]:
+        """Rows of a catalogue panel (by id) or of a ``Query`` over catalogue metrics."""
+        return self.rows(self.dialect.sql(PANELS[query] if isinstance(query, str) else query))
+
+    def one_of(self, query: str | Query) -> tuple[Any, ...]:
+        """The single row of an ungrouped catalogue query."""
+        rows = self.panel(query)
+        return rows[0] if rows else ()
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self.client.query(sql, parameters=self.params).result_rows]

@@ -2,7 +2,8 @@
 worst examples with their audit entry (``event_id``, ``tenant``, ``ts_start``: the page opens it in the
 audit browser).
 
-Same sources as the Grafana board (``quality``): ``scores FINAL`` and the ``scores_1m`` rollup.
+Aggregates are panels of the metrics catalogue, shared with the Grafana board (``quality``): ``scores FINAL``
+and the ``scores_1m`` rollup. The histogram's buckets and the worst examples are this page's own.
 """
 
 from __future__ import annotations
@@ -10,84 +11,66 @@ from __future__ import annotations
 from typing import Any
 
 from consumers.console.dashboard.frame import Ctx, col, histogram, section, stat, table
+from schemas.metrics import Query, m
+from schemas.metrics.catalogue import TOX
 
-TOX = "scorer = 'toxicity' AND metric = 'toxicity' AND value IS NOT NULL"
 BUCKETS = [f"{i / 10:.1f}" for i in range(10)]
 
 
 def build(ctx: Ctx) -> list[dict[str, Any]]:
-    sc = ctx.where("ts", "request_model")
-    r1 = ctx.where("minute", "request_model", minute=True)
-    return [*_stats(ctx, sc), *_toxicity(ctx, sc, r1), *_factuality(ctx, sc, r1), *_worst(ctx, sc)]
+    return [*_stats(ctx), *_toxicity(ctx), *_factuality(ctx), *_worst(ctx, ctx.where("ts", "request_model"))]
 
 
-def _stats(ctx: Ctx, sc: str) -> list[dict[str, Any]]:
-    over = "value >= {threshold:Float64}"
-    tox_p, tox_r, contra, unsup = ctx.one(
-        f"SELECT avgIf({over}, {TOX} AND target = 'prompt'), avgIf({over}, {TOX} AND target = 'response'), "
-        "avgIf(label = 'contradicted', scorer = 'factuality' AND metric = 'contradiction' AND value IS NOT NULL), "
-        "avgIf(label = 'unsupported', scorer = 'factuality' AND metric = 'support' AND value IS NOT NULL) "
-        f"FROM gatewatch.scores FINAL WHERE {sc}")
+def _stats(ctx: Ctx) -> list[dict[str, Any]]:
+    toxic = dict(ctx.panel(Query("scores", (m("toxicity_over_threshold"),), by=("target",))))  # target -> share
+    contra, unsup = ctx.one_of(Query("scores", (m("contradiction_rate"), m("unsupported_rate"))))
     thr = f"{ctx.window.threshold:g}"
-    return [stat("toxic_prompts", f"Toxic prompts (≥ {thr})", tox_p, "percent"),
-            stat("toxic_responses", f"Toxic answers (≥ {thr})", tox_r, "percent"),
+    return [stat("toxic_prompts", f"Toxic prompts (≥ {thr})", toxic.get("prompt"), "percent"),
+            stat("toxic_responses", f"Toxic answers (≥ {thr})", toxic.get("response"), "percent"),
             stat("contradicted", "Contradicted answers", contra, "percent",
                  description="Share of answers with context whose worst sentence contradicts it."),
             stat("unsupported", "Unsupported answers", unsup, "percent",
                  description="Share of answers with context that the context does not support.")]
 
 
-def _toxicity(ctx: Ctx, sc: str, r1: str) -> list[dict[str, Any]]:
+def _distribution(ctx: Ctx) -> list[dict[str, Any]]:
+    """Counts per 0.1-wide bucket (a score of 1.0 goes into the last one), prompt and response."""
+    where = f"{ctx.where('ts', 'request_model')} AND {TOX}"
     dist = ctx.rows("SELECT least(toUInt8(floor(value * 10)), 9) AS b, countIf(target = 'prompt'), "
-                    f"countIf(target = 'response') FROM gatewatch.scores FINAL WHERE {sc} AND {TOX} GROUP BY b")
+                    f"countIf(target = 'response') FROM gatewatch.scores FINAL WHERE {where} GROUP BY b")
     counts = {int(b): (p, r) for b, p, r in dist}
-    series = [{"name": name, "values": [counts.get(i, (0, 0))[k] for i in range(10)]}
-              for k, name in enumerate(("prompt", "response"))]
-    over = ctx.rows(f"SELECT {ctx.bucket('ts')} AS t, target, avg(value >= {{threshold:Float64}}) "
-                    f"FROM gatewatch.scores FINAL WHERE {sc} AND {TOX} GROUP BY t, target ORDER BY t")
-    labels = ctx.rows(f"SELECT {ctx.bucket('minute')} AS t, concat(metric, ' / ', target) AS label, "
-                      f"avgMerge(value_avg) FROM gatewatch.scores_1m WHERE {r1} AND scorer = 'toxicity' "
-                      "GROUP BY t, label ORDER BY t")
-    tenants = ctx.rows("SELECT tenant, target, count(), avg(value), avg(value >= {threshold:Float64}) AS o "
-                       f"FROM gatewatch.scores FINAL WHERE {sc} AND {TOX} GROUP BY tenant, target "
-                       "ORDER BY o DESC, tenant, target LIMIT 500")
+    return [{"name": name, "values": [counts.get(i, (0, 0))[k] for i in range(10)]}
+            for k, name in enumerate(("prompt", "response"))]
+
+
+def _toxicity(ctx: Ctx) -> list[dict[str, Any]]:
     thr = f"{ctx.window.threshold:g}"
     return section("Toxicity", [
-        histogram("toxicity_distribution", "Toxicity distribution", BUCKETS, series,
+        histogram("toxicity_distribution", "Toxicity distribution", BUCKETS, _distribution(ctx),
                   description="Scored texts by toxicity score (0.1-wide buckets)."),
         ctx.timeseries("toxicity_over_threshold", f"Rate over threshold ({thr})",
-                       ctx.long_series(over, additive=False), unit="percent"),
-        ctx.timeseries("toxicity_by_label", "Toxicity by label (average)", ctx.long_series(labels, additive=False),
-                       unit="score"),
+                       ctx.long_series(ctx.panel("toxicity_over_threshold"), additive=False), unit="percent"),
+        ctx.timeseries("toxicity_by_label", "Toxicity by label (average)",
+                       ctx.long_series(ctx.panel("toxicity_by_label"), additive=False), unit="score"),
         table("toxicity_by_tenant", "Toxicity by tenant", [
             col("tenant"), col("target"), col("scored", unit="short"), col("avg_score", "average", "score"),
-            col("over_threshold", f"over {thr}", "percent")], tenants, w=6),
+            col("over_threshold", f"over {thr}", "percent")], ctx.panel("toxicity_by_tenant"), w=6),
     ])
 
 
-def _factuality(ctx: Ctx, sc: str, r1: str) -> list[dict[str, Any]]:
-    fact = "scorer = 'factuality'"
-    avg = ctx.rows(f"SELECT {ctx.bucket('minute')} AS t, metric, avgMerge(value_avg) FROM gatewatch.scores_1m "
-                   f"WHERE {r1} AND {fact} AND metric IN ('support', 'contradiction') GROUP BY t, metric ORDER BY t")
-    labels = ctx.rows(f"SELECT {ctx.bucket('ts')} AS t, label, count() FROM gatewatch.scores FINAL WHERE {sc} "
-                      f"AND {fact} AND metric IN ('support', 'contradiction') AND value IS NOT NULL "
-                      "AND label IN ('unsupported', 'contradicted') GROUP BY t, label ORDER BY t")
-    by_model = ctx.rows(
-        "SELECT tenant, request_model AS model, avgIf(value, metric = 'support') AS s, "
-        "countIf(metric = 'contradiction' AND label = 'contradicted') / greatest(countIf(metric = 'contradiction'), "
-        f"1), countIf(metric = 'support' AND value IS NULL) FROM gatewatch.scores FINAL WHERE {sc} AND {fact} "
-        "GROUP BY tenant, model ORDER BY s, tenant, model LIMIT 500")
+def _factuality(ctx: Ctx) -> list[dict[str, Any]]:
     return section("Factuality", [
-        ctx.timeseries("factuality", "Support and contradiction (average)", ctx.long_series(avg, additive=False),
-                       unit="score", description="Mean entailment of the answer's sentences by the request's "
-                       "context (support) and the highest contradiction probability; answers without context "
-                       "are not applicable and skipped."),
+        ctx.timeseries("factuality", "Support and contradiction (average)",
+                       ctx.long_series(ctx.panel("factuality"), additive=False), unit="score",
+                       description="Mean entailment of the answer's sentences by the request's context (support) "
+                       "and the highest contradiction probability; answers without context are not applicable "
+                       "and skipped."),
         ctx.timeseries("factuality_labels", "Unsupported and contradicted answers",
-                       ctx.long_series(labels, additive=True), style="stacked"),
+                       ctx.long_series(ctx.panel("factuality_labels"), additive=True), style="stacked"),
         table("factuality_by_model", "Factuality by tenant and model", [
             col("tenant"), col("model"), col("support", unit="score"),
             col("contradicted_share", "contradicted", "percent"),
-            col("not_applicable", "not applicable", "short")], by_model),
+            col("not_applicable", "not applicable", "short")], ctx.panel("factuality_by_model")),
     ])
 
 
