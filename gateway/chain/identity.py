@@ -11,7 +11,7 @@
 Metadata *names* are kept as sent (they are the tenant's schema, not user data). Fail closed: when the
 values cannot be secured (no policy, the redactor failed, the request was cancelled) they are dropped
 from the event, never stored raw. The upstream ``user`` field gets the *input* PII map with the rest of
-the request text (``governance.texts.request_texts``).
+the request text (the endpoint adapter's ``request_texts``, gateway/endpoints).
 """
 
 from __future__ import annotations
